@@ -1,0 +1,125 @@
+# picocri: one non-recursive Makefile.
+#
+#   make                      host build of build/host/picocri
+#   make ARCH=arm64|armhf     cross build (toolchain/<arch>.mk)
+#   make test                 installs what is missing, then unit tests (ASan+UBSan),
+#                             fuzz smoke runs and integration tests (root)
+#   make test-unit            unit tests only (ARCH=arm64 runs them under qemu-user)
+#   make fuzz                 longer fuzzing runs
+#   make run                  build, install what is missing, start the daemon
+#   make bench                benchmarks against containerd (root)
+#
+# Switches: SANITIZE=address,undefined  DEBUG=1  V=1
+
+ARCH ?= host
+include toolchain/$(ARCH).mk
+
+SAN_SUFFIX := $(if $(SANITIZE),-san)
+BUILD := build/$(ARCH)$(SAN_SUFFIX)
+Q := $(if $(V),,@)
+
+PKGS := libuv libnghttp2 libcjson zlib libzstd libseccomp yaml-0.1 fuse3
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# Debian's mbedTLS 2.28 and nanopb ship no pkg-config files.
+NANOPB_LIB := /usr/lib/$(TRIPLET)/libprotobuf-nanopb.a
+LIBS := $(PKG_LIBS) -lmbedtls -lmbedx509 -lmbedcrypto $(NANOPB_LIB) -lpthread
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+
+WARN := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
+        -fno-common -Wno-unused-parameter -Werror
+HARDEN := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2
+OPT := $(if $(DEBUG),-O0 -g3,-O2 -g)
+# `linux` is a predefined macro in GNU C and a CRI field name: undefine it.
+# The nanopb library from Debian is built with PB_ENABLE_MALLOC.
+DEFS := -D_GNU_SOURCE -Ulinux -DPB_ENABLE_MALLOC=1 -DPICOCRI_VERSION='"$(VERSION)"'
+INCS := -Iagent/core -I$(BUILD)/gen -Icri -Iagent
+CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(DEFS) $(INCS) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
+
+ifneq ($(SANITIZE),)
+HARDEN := -fPIE
+CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS_ALL += -fsanitize=$(SANITIZE)
+endif
+CFLAGS_ALL += $(HARDEN)
+
+# Every .c under agent/ and cri/ is part of the agent; cri/cri_main.c holds main().
+SRCS := $(sort $(wildcard agent/*/*.c) $(wildcard cri/*.c))
+MAIN_SRC := cri/cri_main.c
+LIB_SRCS := $(filter-out $(MAIN_SRC),$(SRCS))
+GEN_SRCS := $(BUILD)/gen/api.pb.c
+OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(BUILD)/obj/gen/api.pb.o
+MAIN_OBJ := $(BUILD)/obj/$(MAIN_SRC:.c=.o)
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+all: $(BUILD)/picocri
+
+$(BUILD)/gen/api.pb.c $(BUILD)/gen/api.pb.h: cri/api.proto cri/api.options
+	@mkdir -p $(BUILD)/gen
+	$(Q)cd cri && nanopb_generator.py -q -f api.options -D $(CURDIR)/$(BUILD)/gen api.proto
+
+$(BUILD)/obj/gen/api.pb.o: $(BUILD)/gen/api.pb.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/gen/api.pb.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libpicocri.a: $(OBJS)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/picocri: $(MAIN_OBJ) $(BUILD)/libpicocri.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpicocri.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libpicocri.a $(LDFLAGS_ALL) $(LIBS) -lcmocka
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- tests ------------------------------------------------------------------
+deps:
+	$(Q)toolchain/install.sh $(ARCH)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined test-unit
+	$(Q)$(MAKE) --no-print-directory test-fuzz
+	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined test-integration
+
+test-unit: $(UNIT_BINS) $(BUILD)/picocri
+	$(Q)tests/run-unit.sh "$(RUNNER)" $(UNIT_BINS)
+
+FUZZ_SECONDS ?= 10
+test-fuzz:
+	$(Q)$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS) run
+
+fuzz:
+	$(Q)$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk FUZZ_SECONDS=300 run
+
+test-integration: $(BUILD)/picocri
+	$(Q)PICOCRI_BIN=$(CURDIR)/$(BUILD)/picocri tests/integration/run.sh
+
+bench: deps $(BUILD)/picocri
+	$(Q)PICOCRI_BIN=$(CURDIR)/$(BUILD)/picocri tests/bench/run.sh
+
+run: deps $(BUILD)/picocri
+	$(Q)toolchain/run-local.sh $(CURDIR)/$(BUILD)/picocri
+
+format:
+	$(Q)clang-format -i $(SRCS) $(wildcard agent/*/*.h cri/*.h tests/unit/*.c tests/fuzz/*.c)
+
+lint:
+	$(Q)clang-format --dry-run -Werror $(SRCS) $(wildcard agent/*/*.h cri/*.h)
+
+clean:
+	rm -rf build
+
+.PHONY: all deps test test-unit test-fuzz fuzz test-integration bench run format lint clean
+.DELETE_ON_ERROR:
