@@ -49,8 +49,12 @@ CFLAGS_ALL += $(HARDEN)
 SRCS := $(sort $(wildcard agent/*/*.c) $(wildcard cri/*.c))
 MAIN_SRC := cri/cri_main.c
 LIB_SRCS := $(filter-out $(MAIN_SRC),$(SRCS))
-GEN_SRCS := $(BUILD)/gen/api.pb.c
-OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(BUILD)/obj/gen/api.pb.o
+# Each agent folder may describe its records in <folder>/<name>.proto (with an
+# optional <name>.options beside it); nanopb code is generated into gen/.
+AGENT_PROTOS := $(sort $(wildcard agent/*/*.proto))
+GEN_NAMES := api $(basename $(notdir $(AGENT_PROTOS)))
+GEN_HDRS := $(patsubst %,$(BUILD)/gen/%.pb.h,$(GEN_NAMES))
+OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst %,$(BUILD)/obj/gen/%.pb.o,$(GEN_NAMES))
 MAIN_OBJ := $(BUILD)/obj/$(MAIN_SRC:.c=.o)
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -62,11 +66,18 @@ $(BUILD)/gen/api.pb.c $(BUILD)/gen/api.pb.h: cri/api.proto cri/api.options
 	@mkdir -p $(BUILD)/gen
 	$(Q)cd cri && nanopb_generator.py -q -f api.options -D $(CURDIR)/$(BUILD)/gen api.proto
 
-$(BUILD)/obj/gen/api.pb.o: $(BUILD)/gen/api.pb.c
+define agent_proto_rule
+$(BUILD)/gen/$(basename $(notdir $(1))).pb.c $(BUILD)/gen/$(basename $(notdir $(1))).pb.h: $(1) $(wildcard $(basename $(1)).options) cri/api.proto
+	@mkdir -p $(BUILD)/gen
+	$(Q)cd $(dir $(1)) && nanopb_generator.py -q -I $(CURDIR)/cri -D $(CURDIR)/$(BUILD)/gen $(notdir $(1))
+endef
+$(foreach p,$(AGENT_PROTOS),$(eval $(call agent_proto_rule,$(p))))
+
+$(BUILD)/obj/gen/%.pb.o: $(BUILD)/gen/%.pb.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
 
-$(BUILD)/obj/%.o: %.c $(BUILD)/gen/api.pb.h
+$(BUILD)/obj/%.o: %.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<

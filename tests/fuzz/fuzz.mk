@@ -13,7 +13,10 @@ FCFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Ulinux -DPB_ENABLE_MALLOC=1 -DPICOCR
 FLIBS := $(shell pkg-config --libs $(PKGS)) -lmbedtls -lmbedx509 -lmbedcrypto \
          /usr/lib/$(TRIPLET)/libprotobuf-nanopb.a -lpthread
 SRCS := $(filter-out cri/cri_main.c,$(sort $(wildcard agent/*/*.c) $(wildcard cri/*.c)))
-OBJS := $(patsubst %.c,$(FB)/obj/%.o,$(SRCS)) $(FB)/obj/gen/api.pb.o
+AGENT_PROTOS := $(sort $(wildcard agent/*/*.proto))
+GEN_NAMES := api $(basename $(notdir $(AGENT_PROTOS)))
+GEN_HDRS := $(patsubst %,$(FB)/gen/%.pb.h,$(GEN_NAMES))
+OBJS := $(patsubst %.c,$(FB)/obj/%.o,$(SRCS)) $(patsubst %,$(FB)/obj/gen/%.pb.o,$(GEN_NAMES))
 TARGETS := $(patsubst tests/fuzz/%.c,$(FB)/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 
 all: $(TARGETS)
@@ -22,11 +25,18 @@ $(FB)/gen/api.pb.c $(FB)/gen/api.pb.h: cri/api.proto cri/api.options
 	@mkdir -p $(FB)/gen
 	@cd cri && nanopb_generator.py -q -f api.options -D $(CURDIR)/$(FB)/gen api.proto
 
-$(FB)/obj/gen/api.pb.o: $(FB)/gen/api.pb.c
+define agent_proto_rule
+$(FB)/gen/$(basename $(notdir $(1))).pb.c $(FB)/gen/$(basename $(notdir $(1))).pb.h: $(1) cri/api.proto
+	@mkdir -p $(FB)/gen
+	@cd $(dir $(1)) && nanopb_generator.py -q -I $(CURDIR)/cri -D $(CURDIR)/$(FB)/gen $(notdir $(1))
+endef
+$(foreach p,$(AGENT_PROTOS),$(eval $(call agent_proto_rule,$(p))))
+
+$(FB)/obj/gen/%.pb.o: $(FB)/gen/%.pb.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	@$(FCC) $(FCFLAGS) -c -o $@ $<
 
-$(FB)/obj/%.o: %.c $(FB)/gen/api.pb.h
+$(FB)/obj/%.o: %.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	@$(FCC) $(FCFLAGS) -c -o $@ $<
 
