@@ -34,10 +34,10 @@ int ag_err_wrap(struct ag_err *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof(old));
-    if (old[0] != '\0')
-        snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
-    else
-        snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, strerror(-err->code));
+    /* A chain longer than the buffer keeps its outermost context. */
+    if (snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix,
+                 old[0] != '\0' ? old : strerror(-err->code)) >= (int)sizeof(err->msg))
+        memcpy(err->msg + sizeof(err->msg) - 4, "...", 4);
     return err->code;
 }
 
