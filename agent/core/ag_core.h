@@ -107,6 +107,20 @@ static inline int steal_fd(int *fd)
 void *ag_xmalloc(size_t n);
 char *ag_xstrdup(const char *s);
 
+/* ---- byte buffers -----------------------------------------------------------
+ * A growable buffer for protocol output.  Growth may fail (-ENOMEM) and is
+ * bounded by the caller's own limits, never by the buffer. */
+struct ag_buf {
+    uint8_t *data;
+    size_t len, cap;
+};
+void ag_buf_init(struct ag_buf *b);
+void ag_buf_fini(struct ag_buf *b); /* idempotent */
+int ag_buf_reserve(struct ag_buf *b, size_t extra) AG_WUR;
+int ag_buf_append(struct ag_buf *b, const void *data, size_t len) AG_WUR;
+/* Drops the first n bytes (n <= len). */
+void ag_buf_consume(struct ag_buf *b, size_t n);
+
 /* ---- files, time, strings -------------------------------------------------
  * Blocking: start-up or thread pool only. */
 /* Writes data to path atomically: temp file, fsync, rename, fsync dir. */
