@@ -5,11 +5,14 @@
 #   make test                 installs what is missing, then unit tests (ASan+UBSan),
 #                             fuzz smoke runs and integration tests (root)
 #   make test-unit            unit tests only (ARCH=arm64 runs them under qemu-user)
-#   make fuzz                 longer fuzzing runs
+#   make test-fuzz            fuzz smoke runs only (FUZZ_SECONDS=10 each)
+#   make test-integration     integration tests only (root)
+#   make fuzz                 longer fuzzing runs (300 s per target)
 #   make run                  build, install what is missing, start the daemon
 #   make bench                benchmarks against containerd (root)
 #
 # Switches: SANITIZE=address,undefined  DEBUG=1  V=1
+# Output: build/<arch>/ (build/<arch>-san/ with SANITIZE), build/fuzz/.
 
 ARCH ?= host
 include toolchain/$(ARCH).mk
@@ -23,17 +26,29 @@ PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 # Debian's mbedTLS 2.28 and nanopb ship no pkg-config files.
 NANOPB_LIB := /usr/lib/$(TRIPLET)/libprotobuf-nanopb.a
-LIBS := $(PKG_LIBS) -lmbedtls -lmbedx509 -lmbedcrypto $(NANOPB_LIB) -lpthread
+LIBS := $(PKG_LIBS) -lmbedtls -lmbedx509 -lmbedcrypto $(NANOPB_LIB) -lpthread -lm
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 
 WARN := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-strings \
-        -fno-common -Wno-unused-parameter -Werror
-HARDEN := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2
+        -Wformat-security -fno-common -Wno-unused-parameter -Werror
+# -Wstack-usage (agent objects, not tests): every frame of the agent is
+# bounded (no alloca, no VLA) and small: it runs on small boards, in the
+# thread pool and in forked children.  Big buffers belong on the heap.
+STACK_LIMIT ?= 32768
+STACK_WARN := -Wstack-usage=$(STACK_LIMIT)
 OPT := $(if $(DEBUG),-O0 -g3,-O2 -g)
+# _FORTIFY_SOURCE needs optimisation (glibc warns, -Werror fails, at -O0).
+FORTIFY := $(if $(DEBUG),,-U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2)
+HARDEN := -fstack-protector-strong -fPIE $(FORTIFY)
 # `linux` is a predefined macro in GNU C and a CRI field name: undefine it.
 # The nanopb library from Debian is built with PB_ENABLE_MALLOC.
-DEFS := -D_GNU_SOURCE -Ulinux -DPB_ENABLE_MALLOC=1 -DPICOCRI_VERSION='"$(VERSION)"'
+# 64-bit off_t and ino_t on 32-bit targets (armhf): layers and blobs exceed
+# 2 GB, libfuse3 requires it, and readdir() of a 64-bit filesystem fails with
+# EOVERFLOW without it.  (time_t stays Debian 12's: its armhf libraries,
+# mbedTLS included, have a 32-bit time_t in their structures.)
+DEFS := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Ulinux -DPB_ENABLE_MALLOC=1 \
+        -DPICOCRI_VERSION='"$(VERSION)"'
 INCS := -Iagent/core -I$(BUILD)/gen -Icri -Iagent
 CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(DEFS) $(INCS) $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
@@ -62,38 +77,52 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 all: $(BUILD)/picocri
 
-$(BUILD)/gen/api.pb.c $(BUILD)/gen/api.pb.h: cri/api.proto cri/api.options
+# Everything is rebuilt when the compiler or its flags change (SANITIZE=,
+# DEBUG=, CFLAGS=, a library's pkg-config flags): the command line is kept in
+# $(BUILD)/flags and rewritten only when it differs.
+FLAGS := $(BUILD)/flags
+FLAGS_NOW := $(CC) $(CFLAGS_ALL) $(STACK_WARN) $(LDFLAGS_ALL) $(LIBS)
+ifneq ($(file <$(FLAGS)),$(FLAGS_NOW))
+$(shell mkdir -p $(BUILD))
+$(file >$(FLAGS),$(FLAGS_NOW))
+endif
+
+# A grouped target (&:): one generator run makes both files, also under -j.
+$(BUILD)/gen/api.pb.c $(BUILD)/gen/api.pb.h &: cri/api.proto cri/api.options
 	@mkdir -p $(BUILD)/gen
 	$(Q)cd cri && nanopb_generator.py -q -f api.options -D $(CURDIR)/$(BUILD)/gen api.proto
 
 define agent_proto_rule
-$(BUILD)/gen/$(basename $(notdir $(1))).pb.c $(BUILD)/gen/$(basename $(notdir $(1))).pb.h: $(1) $(wildcard $(basename $(1)).options) cri/api.proto
+$(BUILD)/gen/$(basename $(notdir $(1))).pb.c $(BUILD)/gen/$(basename $(notdir $(1))).pb.h &: $(1) $(wildcard $(basename $(1)).options) cri/api.proto
 	@mkdir -p $(BUILD)/gen
-	$(Q)cd $(dir $(1)) && nanopb_generator.py -q -I $(CURDIR)/cri -D $(CURDIR)/$(BUILD)/gen $(notdir $(1))
+	$(Q)cd $(dir $(1)) && nanopb_generator.py -q -I . -I $(CURDIR)/cri -D $(CURDIR)/$(BUILD)/gen $(notdir $(1))
 endef
 $(foreach p,$(AGENT_PROTOS),$(eval $(call agent_proto_rule,$(p))))
 
-$(BUILD)/obj/gen/%.pb.o: $(BUILD)/gen/%.pb.c $(GEN_HDRS)
+$(BUILD)/obj/gen/%.pb.o: $(BUILD)/gen/%.pb.c $(GEN_HDRS) $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS_ALL) $(STACK_WARN) -Wno-missing-prototypes -c -o $@ $<
 
-$(BUILD)/obj/%.o: %.c $(GEN_HDRS)
+$(BUILD)/obj/%.o: %.c $(GEN_HDRS) $(FLAGS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS_ALL) $(STACK_WARN) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libpicocri.a: $(OBJS)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/picocri: $(MAIN_OBJ) $(BUILD)/libpicocri.a
+$(BUILD)/picocri: $(MAIN_OBJ) $(BUILD)/libpicocri.a $(FLAGS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(MAIN_OBJ) $(BUILD)/libpicocri.a $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpicocri.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpicocri.a $(FLAGS)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libpicocri.a $(LDFLAGS_ALL) $(LIBS) -lcmocka
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -Itests/unit -o $@ $< $(BUILD)/libpicocri.a \
+	    $(LDFLAGS_ALL) $(LIBS) -lcmocka
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# Header dependencies recorded by -MMD (objects and unit-test binaries).
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ---- tests ------------------------------------------------------------------
 deps:
@@ -117,11 +146,17 @@ fuzz:
 test-integration: $(BUILD)/picocri
 	$(Q)PICOCRI_BIN=$(CURDIR)/$(BUILD)/picocri tests/integration/run.sh
 
-bench: deps $(BUILD)/picocri
+# bench and run install first, then build in a second make: the library
+# flags (pkg-config) are read when make starts, so a build that follows an
+# install must be a new make (and is never run in parallel with apt).
+bench: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/picocri
 	$(Q)PICOCRI_BIN=$(CURDIR)/$(BUILD)/picocri tests/bench/run.sh
 
-run: deps $(BUILD)/picocri
-	$(Q)toolchain/run-local.sh $(CURDIR)/$(BUILD)/picocri
+# RUN_ARGS: extra `picocri serve` flags, e.g. make run RUN_ARGS='--log-level debug'.
+run: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/picocri
+	$(Q)exec toolchain/run-local.sh $(CURDIR)/$(BUILD)/picocri $(RUN_ARGS)
 
 format:
 	$(Q)clang-format -i $(SRCS) $(wildcard agent/*/*.h cri/*.h tests/unit/*.c tests/fuzz/*.c)

@@ -11,7 +11,7 @@ FCFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Ulinux -DPB_ENABLE_MALLOC=1 -DPICOCR
            -Iagent/core -Iagent -Icri -I$(FB)/gen $(shell pkg-config --cflags $(PKGS)) \
            -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
 FLIBS := $(shell pkg-config --libs $(PKGS)) -lmbedtls -lmbedx509 -lmbedcrypto \
-         /usr/lib/$(TRIPLET)/libprotobuf-nanopb.a -lpthread
+         /usr/lib/$(TRIPLET)/libprotobuf-nanopb.a -lpthread -lm
 SRCS := $(filter-out cri/cri_main.c,$(sort $(wildcard agent/*/*.c) $(wildcard cri/*.c)))
 AGENT_PROTOS := $(sort $(wildcard agent/*/*.proto))
 GEN_NAMES := api $(basename $(notdir $(AGENT_PROTOS)))
@@ -28,7 +28,7 @@ $(FB)/gen/api.pb.c $(FB)/gen/api.pb.h: cri/api.proto cri/api.options
 define agent_proto_rule
 $(FB)/gen/$(basename $(notdir $(1))).pb.c $(FB)/gen/$(basename $(notdir $(1))).pb.h: $(1) cri/api.proto
 	@mkdir -p $(FB)/gen
-	@cd $(dir $(1)) && nanopb_generator.py -q -I $(CURDIR)/cri -D $(CURDIR)/$(FB)/gen $(notdir $(1))
+	@cd $(dir $(1)) && nanopb_generator.py -q -I . -I $(CURDIR)/cri -D $(CURDIR)/$(FB)/gen $(notdir $(1))
 endef
 $(foreach p,$(AGENT_PROTOS),$(eval $(call agent_proto_rule,$(p))))
 
