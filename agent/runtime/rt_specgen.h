@@ -86,9 +86,6 @@ int rt_specgen_resolve_user(const char *rootfs, const runtime_v1_LinuxContainerS
  * "TERM", "15") to a signal number; 0 when unknown or unset. */
 int rt_specgen_signal(runtime_v1_Signal cri, const char *image_stop_signal);
 
-/* cgroup v2 cpu.weight from v1 cpu.shares (the current crun/runc formula). */
-uint64_t rt_specgen_shares_to_weight(uint64_t shares);
-
 /* Internal, shared by the two rt_specgen files. */
 int rt__specgen_security(cJSON *spec, cJSON *process, const struct rt_specgen_in *in,
                          struct ag_err *err);

@@ -8,7 +8,6 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -275,18 +274,6 @@ static int add_paths(cJSON *linux_, const char *key, char **given, size_t given_
     cJSON *a = given_n > 0 ? cJSON_CreateStringArray((const char *const *)given, (int)given_n)
                            : cJSON_CreateStringArray(dflt, (int)dflt_n);
     return (a != NULL && cJSON_AddItemToObject(linux_, key, a)) ? 0 : -ENOMEM;
-}
-
-uint64_t rt_specgen_shares_to_weight(uint64_t shares)
-{
-    if (shares == 0)
-        return 0;
-    if (shares <= 2)
-        return 1;
-    if (shares >= 262144)
-        return 10000;
-    double l = log2((double)shares);
-    return (uint64_t)ceil(pow(10.0, (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0));
 }
 
 static void add_device_rule(cJSON *list, bool allow, const char *type, int64_t major,

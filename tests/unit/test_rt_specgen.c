@@ -51,15 +51,6 @@ static void test_args_merge(void **state)
     assert_int_equal(rt_specgen_args(&c, &img, &args), -EINVAL);
 }
 
-static void test_weight(void **state)
-{
-    assert_int_equal(rt_specgen_shares_to_weight(0), 0);
-    assert_int_equal(rt_specgen_shares_to_weight(2), 1);
-    assert_int_equal(rt_specgen_shares_to_weight(1024), 100);
-    assert_int_equal(rt_specgen_shares_to_weight(262144), 10000);
-    assert_true(rt_specgen_shares_to_weight(512) < 100);
-}
-
 static void test_signal(void **state)
 {
     assert_int_equal(rt_specgen_signal(runtime_v1_Signal_SIGKILL, NULL), SIGKILL);
@@ -324,7 +315,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_args_merge),
-        cmocka_unit_test(test_weight),
         cmocka_unit_test(test_signal),
         cmocka_unit_test_setup_teardown(test_user_resolution, setup_root, teardown_root),
         cmocka_unit_test_setup_teardown(test_user_symlink_stays_in_root, setup_root,
