@@ -181,6 +181,8 @@ int net_cni_conf_load_dir(const char *dir, struct net_cni_conf **out, struct ag_
         }
         free(names[i]);
     }
+    if (rc == 0)
+        ag_err_init(err); /* the "none found" default no longer applies */
     return rc;
 }
 

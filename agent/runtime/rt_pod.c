@@ -457,7 +457,9 @@ int rt_pause_main(int argc, char **argv)
     if (pid == 0)
         pause_loop();
     if (pid < 0 || join(pidfile, sizeof(pidfile), dir, "pause.pid") < 0)
-        return 1;
+        _exit(1);
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
-    return ag_file_write_atomic(pidfile, buf, (size_t)n, 0644) < 0 ? 1 : 0;
+    /* _exit: this process unshared a PID namespace it is not in, so exit-time
+     * machinery that forks (sanitizer leak checks) must not run here. */
+    _exit(ag_file_write_atomic(pidfile, buf, (size_t)n, 0644) < 0 ? 1 : 0);
 }

@@ -236,12 +236,22 @@ static int mount_bind(const struct rt_mount *m, const char *target, struct ag_er
     if (mount(m->source, target, NULL, f, NULL) < 0)
         return ag_err_set(err, -errno, "bind %.300s on %.300s: %s", m->source, m->destination,
                           strerror(errno));
-    /* The kernel ignores flags on the first bind: remount to apply them,
-     * keeping flags locked by a user namespace. */
-    unsigned long want = m->opts.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC |
-                                          MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
-    if (!want)
-        return 0;
+    return 0;
+}
+
+static unsigned long bind_flags(const struct rt_mount *m)
+{
+    return m->opts.flags &
+           (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
+}
+
+/* The kernel ignores flags on the first bind: remount to apply them, keeping
+ * flags locked by a user namespace.  target must name the new mount itself
+ * (a path opened after the bind), not the file it covers. */
+static int bind_apply_flags(const struct rt_mount *m, const char *target, struct ag_err *err)
+{
+    unsigned long want = bind_flags(m);
+
     if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | want, NULL) < 0) {
         struct statfs sfs;
         if (statfs(target, &sfs) < 0 ||
@@ -273,12 +283,15 @@ static int do_mount(const struct rt_mount *m, struct ag_err *err)
     fd_path(fd, target, sizeof(target));
     if ((m->opts.bind ? mount_bind(m, target, err) : mount_fs(m, target, err)) < 0)
         return err->code;
-    if (m->opts.propagation || m->opts.attr_set || m->opts.attr_clr) {
+    bool flags = m->opts.bind && bind_flags(m) != 0;
+    if (flags || m->opts.propagation || m->opts.attr_set || m->opts.attr_clr) {
         /* The new mount sits on top of the O_PATH fd's: reopen. */
         _cleanup_close_ int fd2 = open_target(m->destination, dir, err);
         if (fd2 < 0)
             return fd2;
         fd_path(fd2, target, sizeof(target));
+        if (flags && bind_apply_flags(m, target, err) < 0)
+            return err->code;
         if (m->opts.propagation && mount(NULL, target, NULL, m->opts.propagation, NULL) < 0)
             return ag_err_set(err, -errno, "propagation of %.300s: %s", m->destination,
                               strerror(errno));
