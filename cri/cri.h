@@ -22,6 +22,9 @@
 
 struct uv_loop_s;
 struct cri_call;
+struct st_store;
+struct rt_svc;
+struct strm_server;
 
 /* gRPC status codes (grpc statuscodes.md). */
 enum cri_code {
@@ -51,6 +54,11 @@ struct cri_daemon {
     struct uv_loop_s *loop;    /* NULL: handlers do blocking work inline (tests, fuzzing) */
     char *pod_cidr;            /* owned; from UpdateRuntimeConfig, NULL until known */
     const char *cgroup_driver; /* "systemd" or "cgroupfs", fixed at start */
+    struct st_store *store;    /* owned by serve: the records, shared by both services */
+    struct rt_svc *rt;         /* owned by serve: pods and containers (agent/runtime/rt_svc.h) */
+    struct strm_server *strm;  /* owned by serve: Exec/Attach/PortForward URLs (agent/stream) */
+    struct img_svc *images;    /* images (agent/image/img_service.h); started at the first
+                                * image RPC by cri_image_service(), closed on SIGTERM */
 };
 
 /* Fills the run-time parts of d (cgroup driver, stored pod CIDR) from

@@ -28,6 +28,11 @@ static int cmd_help(int argc, char **argv);
 int rt_monitor_main(int argc, char **argv); /* agent/runtime/rt_monitor.c */
 int rt_oci_main(int argc, char **argv);     /* agent/runtime/rt_oci_cli.c */
 int rt_pause_main(int argc, char **argv);   /* agent/runtime/rt_pod.c */
+int rt_svc_import_main(int argc, char **argv); /* agent/runtime/rt_svc_import.c */
+int cri_services_start(struct cri_daemon *d, struct ag_err *err); /* cri/cri_cli.c */
+void cri_services_stop(struct cri_daemon *d);                     /* cri/cri_cli.c */
+int cri_cli_main(int argc, char **argv);                          /* cri/cri_cli.c */
+int cri_cli_image_main(int argc, char **argv); /* cri/cri_cli_image.c */
 
 static const struct subcommand subcommands[] = {
     {"serve", cmd_serve, "run the CRI daemon"},
@@ -36,6 +41,17 @@ static const struct subcommand subcommands[] = {
     {"monitor", rt_monitor_main, "per-container monitor (started by the daemon)"},
     {"oci", rt_oci_main, "runc-compatible OCI runtime (create, start, run, exec, ...)"},
     {"pause", rt_pause_main, "pod infra process for a shared PID namespace (daemon-started)"},
+    {"pods", cri_cli_main, "list pod sandboxes"},
+    {"ps", cri_cli_main, "list containers (-a: also exited ones)"},
+    {"logs", cri_cli_main, "print a container's log (-f: follow)"},
+    {"exec", cri_cli_main, "run a command in a container (ExecSync)"},
+    {"inspect", cri_cli_main, "print the verbose status of a pod or container"},
+    {"stop", cri_cli_main, "stop a container or pod"},
+    {"rm", cri_cli_main, "remove a container or pod"},
+    {"run", cri_cli_main, "run a pod with one container: run [opts] IMAGE [CMD...]"},
+    {"import", rt_svc_import_main, "import an OCI layout as an image (daemon stopped)"},
+    {"pull", cri_cli_image_main, "pull an image, with per-layer progress"},
+    {"images", cri_cli_image_main, "list images (-q: ids only)"},
     {"help", cmd_help, "list subcommands"},
 };
 
@@ -123,9 +139,12 @@ static int cmd_serve(int argc, char **argv)
     d.cfg = &cfg;
     d.loop = uv_default_loop();
     cri_daemon_init(&d);
-    rc = cri_serve(&d, &err);
+    rc = cri_services_start(&d, &err);
+    if (rc == 0)
+        rc = cri_serve(&d, &err);
     if (rc < 0)
         ag_log(AG_ERROR, "serve: %s", err.msg);
+    cri_services_stop(&d);
     uv_loop_close(d.loop);
     cri_daemon_fini(&d);
     ag_config_fini(&cfg);
