@@ -9,9 +9,9 @@
 #   make test-integration     integration tests only (root)
 #   make fuzz                 longer fuzzing runs (300 s per target)
 #   make run                  build, install what is missing, start the daemon
-#   make bench                benchmarks against containerd (root)
+#   make bench                benchmarks against containerd, crun and runc (root)
 #
-# Switches: SANITIZE=address,undefined  DEBUG=1  V=1
+# Switches: SANITIZE=address,undefined  DEBUG=1  V=1  LINK=static|shared
 # Output: build/<arch>/ (build/<arch>-san/ with SANITIZE), build/fuzz/.
 
 ARCH ?= host
@@ -26,7 +26,25 @@ PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 # Debian's mbedTLS 2.28 and nanopb ship no pkg-config files.
 NANOPB_LIB := /usr/lib/$(TRIPLET)/libprotobuf-nanopb.a
+SYS_LIBS := -lpthread -lm -ldl -lrt
+# LINK=static (default): every library Debian ships as an archive is linked
+# into picocri (still a PIE); only glibc and cJSON (Debian 12 has no
+# libcjson.a) stay shared.  A shared library costs every process, so every
+# container's monitor, its own relocated data and .bss (8-24 KiB each), and
+# the firmware needs no runtime copies of them.  glibc stays shared: its code
+# pages are shared with every process of the device and its NSS (user and
+# host look-ups) needs the dynamic loader.  LINK=shared links everything
+# shared; sanitizer builds always do (ASan wants a dynamic libc).
+LINK ?= $(if $(SANITIZE),shared,static)
+ifeq ($(LINK),static)
+STATIC_PKGS := libuv-static libnghttp2 zlib libzstd libseccomp yaml-0.1 fuse3
+STATIC_LIBS := $(filter-out $(SYS_LIBS) -pthread,\
+                 $(shell $(PKG_CONFIG) --static --libs $(STATIC_PKGS) 2>/dev/null))
+LIBS := -Wl,-Bstatic $(STATIC_LIBS) -lmbedtls -lmbedx509 -lmbedcrypto -Wl,-Bdynamic \
+        $(shell $(PKG_CONFIG) --libs libcjson 2>/dev/null) $(NANOPB_LIB) $(SYS_LIBS)
+else
 LIBS := $(PKG_LIBS) -lmbedtls -lmbedx509 -lmbedcrypto $(NANOPB_LIB) -lpthread -lm
+endif
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 
@@ -35,8 +53,10 @@ WARN := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wwrite-str
 # -Wstack-usage (agent objects, not tests): every frame of the agent is
 # bounded (no alloca, no VLA) and small: it runs on small boards, in the
 # thread pool and in forked children.  Big buffers belong on the heap.
+# Checked in the optimised builds that ship, not under sanitizers or DEBUG=1
+# (redzones and -O0 make frames much larger).
 STACK_LIMIT ?= 32768
-STACK_WARN := -Wstack-usage=$(STACK_LIMIT)
+STACK_WARN := $(if $(SANITIZE)$(DEBUG),,-Wstack-usage=$(STACK_LIMIT))
 OPT := $(if $(DEBUG),-O0 -g3,-O2 -g)
 # _FORTIFY_SOURCE needs optimisation (glibc warns, -Werror fails, at -O0).
 FORTIFY := $(if $(DEBUG),,-U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2)

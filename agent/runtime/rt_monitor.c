@@ -352,7 +352,10 @@ void rt__mon_record_exit(struct monitor *m, int wstatus)
            m->st.signal, m->st.oom_killed);
 }
 
-static void write_exit_file(struct monitor *m, const char *error)
+/* noinline (also setup() below): their buffers must not sit in
+ * rt_monitor_main's frame, which stays on the stack, resident, for the
+ * container's whole life. */
+__attribute__((noinline)) static void write_exit_file(struct monitor *m, const char *error)
 {
     struct rt_exit_status es = {.st = m->st};
     char buf[2048];
@@ -364,7 +367,7 @@ static void write_exit_file(struct monitor *m, const char *error)
         ag_log(AG_ERROR, "monitor ctr=%s write exit file %s errno=%d", m->id, m->exit_file, -rc);
 }
 
-static int setup(struct monitor *m, struct ag_err *err)
+__attribute__((noinline)) static int setup(struct monitor *m, struct ag_err *err)
 {
     char sock[4096];
     int rc;
@@ -407,27 +410,42 @@ static int setup(struct monitor *m, struct ag_err *err)
 
 /* The monitor sleeps for the container's whole life, so memory touched
  * once by the executor's create and start paths should not stay resident:
- * give back freed heap pages, the stack pages below the current frame
+ * give back freed heap pages, the stack pages below the loop's frame
  * (nothing lives below the stack pointer: no signal handler runs on this
  * stack, signals come from a signalfd), and the read-only file pages
  * (code, rodata) touched so far.  A private file mapping is dropped only
  * when it is not writable and holds no anonymous page (smaps
  * "Anonymous: 0"), so it is identical to the file and the few pages the
  * loop needs fault back in from the page cache; relocated (RELRO) and
- * writable mappings are never touched. */
+ * writable mappings are never touched.  The stack is trimmed later, by
+ * rt__mon_trim_stack() from the loop's shallowest point, just before it
+ * sleeps in poll(): trimmed here, the pages below this deep frame would
+ * be touched again by the rest of this function and its callers. */
+static uintptr_t stack_trim_lo; /* [stack] start; 0 = nothing to trim */
+
 static void release_mapping(uintptr_t lo, uintptr_t hi, const char *perms, bool file,
                             bool is_stack, size_t anon_kb, uintptr_t sp)
 {
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-
     if (is_stack) {
-        /* Keep two pages below the frame for the calls to come. */
-        uintptr_t top = (sp & ~(page - 1)) - 2 * page;
-        if (sp > lo && sp < hi && top > lo)
-            madvise((void *)lo, top - lo, MADV_DONTNEED);
+        if (sp > lo && sp < hi)
+            stack_trim_lo = lo;
     } else if (file && anon_kb == 0 && perms[0] == 'r' && perms[1] == '-' && perms[3] == 'p') {
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
     }
+}
+
+void rt__mon_trim_stack(void)
+{
+    char here;
+
+    if (stack_trim_lo == 0)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    /* One page below this frame stays for poll() and the calls to come. */
+    uintptr_t top = ((uintptr_t)&here & ~(page - 1)) - page;
+    if (top > stack_trim_lo)
+        madvise((void *)stack_trim_lo, top - stack_trim_lo, MADV_DONTNEED);
+    stack_trim_lo = 0;
 }
 
 void rt__mon_release_memory(void)
@@ -459,6 +477,8 @@ void rt__mon_release_memory(void)
         }
     }
     fclose(f);
+    /* The stdio buffer just freed would otherwise stay in the heap. */
+    malloc_trim(0);
 }
 
 int rt_monitor_main(int argc, char **argv)
@@ -473,6 +493,12 @@ int rt_monitor_main(int argc, char **argv)
         usage();
         return 2;
     }
+    /* Buffers of 16 KiB and more (a control client's frame buffer, the log
+     * writer's line buffers, the stdin queue) get their own mappings, which
+     * free() returns at once: in the heap they would stay resident after
+     * their client left (a 16 KiB hole never reaches the trim threshold). */
+    mallopt(M_MMAP_THRESHOLD, MON_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, MON_MMAP_THRESHOLD);
     if (!m.foreground)
         detach(&m);
     else if (m.ready_fd < 0)

@@ -16,6 +16,8 @@
 /* After the init exits: how long to keep reading output held open by
  * other processes before the exit is recorded. */
 #define MON_DRAIN_MS 2000
+/* malloc: allocations of this size and more are separate mappings. */
+#define MON_MMAP_THRESHOLD (16u << 10)
 
 struct mon_client {
     int fd;     /* -1 = free slot */
@@ -66,6 +68,9 @@ bool rt__mon_reap(struct monitor *m);
 /* Drops memory touched only by set-up (freed heap, stack below the
  * current frame, clean code pages) after the executor's create and start. */
 void rt__mon_release_memory(void);
+/* After rt__mon_release_memory(): drops the stack pages below the caller's
+ * frame (but one).  Called by the loop just before it sleeps. */
+void rt__mon_trim_stack(void);
 /* Records the exit status of the container init (wait status). */
 void rt__mon_record_exit(struct monitor *m, int wstatus);
 

@@ -477,6 +477,7 @@ int rt__mon_loop(struct monitor *m)
             timeout = (int)left;
         }
         int n = build_pollset(m, p, map);
+        rt__mon_trim_stack();
         int r = poll(p, (nfds_t)n, timeout);
         if (r < 0) {
             if (errno == EINTR)

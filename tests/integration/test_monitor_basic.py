@@ -176,7 +176,8 @@ class Ctr:
         if self.stdin:
             cmd.append("--stdin")
         # The environment rt_monitor_spawn() gives the monitor.
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
         env.update({k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_"))})
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
                            env=env)
