@@ -434,6 +434,31 @@ int rt__specgen_security(cJSON *spec, cJSON *process, const struct rt_specgen_in
 
 /* ---- identity --------------------------------------------------------------- */
 
+/* Without openat2 (kernels before 5.6, qemu-user): walk the components with
+ * O_NOFOLLOW, so any symlink on the way is refused rather than followed. */
+static int open_no_links(int root, const char *path)
+{
+    char buf[256];
+    int dir = dup(root);
+
+    if (dir < 0 || snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+        if (dir >= 0)
+            close(dir);
+        return -1;
+    }
+    char *save = NULL, *next;
+    for (char *part = strtok_r(buf, "/", &save); part != NULL; part = next) {
+        next = strtok_r(NULL, "/", &save);
+        int flags = O_CLOEXEC | O_NOFOLLOW | (next != NULL ? O_PATH | O_DIRECTORY : O_RDONLY);
+        int fd = strcmp(part, "..") == 0 ? -1 : openat(dir, part, flags);
+        close(dir);
+        if (fd < 0)
+            return -1;
+        dir = fd;
+    }
+    return dir;
+}
+
 /* Opens <rootfs>/<path> with every component resolved inside the rootfs, so
  * a symlink in an (untrusted) image cannot make us read a host file. */
 static FILE *open_in_root(const char *rootfs, const char *path)
@@ -446,6 +471,8 @@ static FILE *open_in_root(const char *rootfs, const char *path)
     if (root < 0)
         return NULL;
     fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+    if (fd < 0 && errno == ENOSYS)
+        fd = open_no_links(root, path);
     if (fd < 0)
         return NULL;
     FILE *f = fdopen(fd, "re");
