@@ -102,8 +102,9 @@ int img_svc_new(const struct img_svc_opts *o, struct img_svc **out, struct ag_er
         return ag_err_set(err, -ENAMETOOLONG, "root path too long");
     }
     if ((rc = ag_mkdir_p(s->layers_dir, 0700)) < 0) {
+        ag_err_set(err, rc, "create %s: %s", s->layers_dir, strerror(-rc));
         free(s);
-        return ag_err_set(err, rc, "create %s: %s", s->layers_dir, strerror(-rc));
+        return rc;
     }
     clean_leftovers(s->layers_dir);
     rc = o->platform ? img_platform_parse(o->platform, &s->platform, err)

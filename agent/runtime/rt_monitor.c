@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <string.h>
@@ -464,7 +465,7 @@ void rt__mon_release_memory(void)
     while (fgets(line, sizeof(line), f) != NULL) {
         uintptr_t a, b;
         char p[8];
-        if (sscanf(line, "%lx-%lx %7s", &a, &b, p) == 3) {
+        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s", &a, &b, p) == 3) {
             lo = a;
             hi = b;
             memcpy(perms, p, sizeof(perms));
