@@ -16,7 +16,8 @@ TOOLS="make gcc clang pkg-config nanopb protobuf-compiler python3-protobuf"
 # Integration tests and benchmarks (host only).
 TEST_TOOLS="python3-grpcio python3-pytest docker-registry umoci skopeo busybox-static
       containernetworking-plugins iproute2 crun runc containerd openssl apache2-utils
-      python3-websocket procps util-linux"
+      python3-websocket procps util-linux python3-pytest-timeout python3-h2
+      golang-go golang-github-docker-spdystream-dev"
 
 case "$arch" in
 host) want="$LIBS $TOOLS $TEST_TOOLS"; dpkg_arch="" ;;
@@ -39,9 +40,34 @@ if [ "$(id -u)" != 0 ]; then
     echo "install.sh: missing packages:$missing; run as root (or install them)" >&2
     exit 1
 fi
+added_arch=""
 if [ -n "$dpkg_arch" ] && ! dpkg --print-foreign-architectures | grep -qx "$dpkg_arch"; then
     dpkg --add-architecture "$dpkg_arch"
+    added_arch=$dpkg_arch
 fi
+# Another apt run (an unattended upgrade, a parallel `make deps`) holds the
+# dpkg lock for a while: wait for it instead of failing.
+lock="-o DPkg::Lock::Timeout=900"
 echo "install.sh: installing$missing"
-apt-get update -q || echo "install.sh: apt-get update reported errors; continuing" >&2
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+# A foreign architecture's Multi-Arch: same libraries must match the host's
+# versions exactly; apt resolves that by upgrading the host copies, which
+# needs every index current: one retry covers a mirror caught mid-sync.
+apt-get $lock update -q || { sleep 20; apt-get $lock update -q; } ||
+    echo "install.sh: apt-get update reported errors; continuing" >&2
+# Upgrades of host packages (see above) keep local configuration files.
+keep="-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+if ! DEBIAN_FRONTEND=noninteractive apt-get $lock $keep install -y -q --no-install-recommends \
+    $missing </dev/null; then
+    if [ -n "$dpkg_arch" ]; then
+        echo "install.sh: each $dpkg_arch library must have exactly the version of the" \
+            "host's copy (Multi-Arch: same); a host package from bookworm-security needs" \
+            "the $dpkg_arch index of bookworm-security too: check apt-get update's errors" >&2
+    fi
+    # Leave the machine as found: an architecture added by this run and still
+    # without packages would make every later apt-get update fetch its indexes.
+    if [ -n "$added_arch" ]; then
+        dpkg --remove-architecture "$added_arch" 2>/dev/null &&
+            apt-get $lock update -q >/dev/null 2>&1 || true
+    fi
+    exit 1
+fi
