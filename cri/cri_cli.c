@@ -293,11 +293,32 @@ static int stop_or_rm(struct cli *c, int argc, char **argv, bool rm)
 
 /* ---- exec ----------------------------------------------------------------------------------- */
 
+/* ExecSync output arrives through callbacks (it may exceed what a nanopb
+ * pointer field holds): copy it straight to our own stdout/stderr. */
+static bool decode_to_file(pb_istream_t *stream, const pb_field_t *field, void **arg)
+{
+    uint8_t buf[4096];
+
+    (void)field;
+    while (stream->bytes_left > 0) {
+        size_t n = stream->bytes_left < sizeof(buf) ? stream->bytes_left : sizeof(buf);
+        if (!pb_read(stream, buf, n))
+            return false;
+        fwrite(buf, 1, n, (FILE *)*arg);
+    }
+    return true;
+}
+
 static int cmd_exec(struct cli *c, int argc, char **argv)
 {
     runtime_v1_ExecSyncRequest q = {0};
     runtime_v1_ExecSyncResponse r = runtime_v1_ExecSyncResponse_init_zero;
     int i = 1;
+
+    r.stdout.funcs.decode = decode_to_file;
+    r.stdout.arg = stdout;
+    r.stderr.funcs.decode = decode_to_file;
+    r.stderr.arg = stderr;
 
     if (i + 1 < argc && (strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--timeout") == 0)) {
         q.timeout = atoll(argv[i + 1]);
@@ -318,10 +339,6 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
         pb_release(runtime_v1_ExecSyncResponse_fields, &r);
         return 126;
     }
-    if (r.stdout != NULL)
-        fwrite(r.stdout->bytes, 1, r.stdout->size, stdout);
-    if (r.stderr != NULL)
-        fwrite(r.stderr->bytes, 1, r.stderr->size, stderr);
     int code = r.exit_code;
     pb_release(runtime_v1_ExecSyncResponse_fields, &r);
     return code;

@@ -9,6 +9,8 @@
  */
 #include "cri_handlers.h"
 
+#include <pb_encode.h>
+
 #include <api.pb.h>
 #include <string.h>
 
@@ -127,34 +129,39 @@ static void on_exec_cancel(struct cri_call *call, void *data)
     rt_svc_exec_cancel(data);
 }
 
+/* ExecSync output may be up to 16 MiB per stream: more than a pointer bytes
+ * field of Debian's nanopb can hold, so it is encoded from a view. */
+struct byte_view {
+    const uint8_t *data;
+    size_t len;
+};
+
+static bool encode_view(pb_ostream_t *stream, const pb_field_t *field, void *const *arg)
+{
+    const struct byte_view *v = *arg;
+
+    if (v->len == 0)
+        return true; /* proto3: an empty field is absent */
+    return pb_encode_tag_for_field(stream, field) && pb_encode_string(stream, v->data, v->len);
+}
+
 static void on_exec_done(void *arg, const struct ag_err *err, int exit_code, const uint8_t *out,
                          size_t out_len, const uint8_t *errb, size_t err_len)
 {
     struct cri_call *call = arg;
     runtime_v1_ExecSyncResponse resp = {.exit_code = exit_code};
+    struct byte_view o = {out, out_len}, e = {errb, err_len};
 
     cri_call_on_cancel(call, NULL, NULL);
     if (err->code < 0) {
         cri_call_fail(call, err);
         return;
     }
-    resp.stdout = malloc(PB_BYTES_ARRAY_T_ALLOCSIZE(out_len));
-    resp.stderr = malloc(PB_BYTES_ARRAY_T_ALLOCSIZE(err_len));
-    if (resp.stdout == NULL || resp.stderr == NULL) {
-        free(resp.stdout);
-        free(resp.stderr);
-        cri_call_fail_code(call, CRI_RESOURCE_EXHAUSTED, "picocri: out of memory");
-        return;
-    }
-    resp.stdout->size = (pb_size_t)out_len;
-    if (out_len > 0)
-        memcpy(resp.stdout->bytes, out, out_len);
-    resp.stderr->size = (pb_size_t)err_len;
-    if (err_len > 0)
-        memcpy(resp.stderr->bytes, errb, err_len);
+    resp.stdout.funcs.encode = encode_view;
+    resp.stdout.arg = &o;
+    resp.stderr.funcs.encode = encode_view;
+    resp.stderr.arg = &e;
     cri_call_reply(call, &resp);
-    free(resp.stdout);
-    free(resp.stderr);
 }
 
 void cri_ctr_exec_sync(struct cri_call *call, void *reqp)

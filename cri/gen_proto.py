@@ -93,6 +93,13 @@ def emit(rpcs, messages, enums):
     return "\n".join(out)
 
 
+# Bytes fields that can exceed 64 KiB: Debian's nanopb library is built with
+# 16-bit pb_size_t, so a pointer bytes field cannot hold them.  These are
+# encoded and decoded through callbacks instead (ExecSync output is up to
+# 16 MiB per stream).
+CALLBACK_FIELDS = {("ExecSyncResponse", "stdout"), ("ExecSyncResponse", "stderr")}
+
+
 def options(messages):
     """nanopb options: strings, bytes, repeated fields, maps and submessages
     are heap pointers (NULL = absent) freed by pb_release(); scalars and
@@ -106,7 +113,9 @@ def options(messages):
             inline = (not typ.startswith(("repeated ", "map<")) and
                       base not in ("string", "bytes") and
                       (base in SCALARS or base in ENUMS))
-            if not inline:
+            if (msg, fname) in CALLBACK_FIELDS:
+                out.append(f"runtime.v1.{msg}.{fname} type:FT_CALLBACK")
+            elif not inline:
                 out.append(f"runtime.v1.{msg}.{fname} type:FT_POINTER")
             m = re.match(r"map<(\w+),\s*(\w+)>", typ)
             if m:  # the generated <Name>Entry message of a map
