@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -159,6 +160,22 @@ static int child_loopback_up(void)
     return rc;
 }
 
+/* Closes every inherited descriptor but keep1 and keep2.  Helpers forked
+ * concurrently by other pool threads would otherwise hold each other's pipe
+ * ends open, and one waiting for end-of-file would wait forever. */
+static void close_others(int keep1, int keep2)
+{
+    int a = keep1 < keep2 ? keep1 : keep2, b = keep1 < keep2 ? keep2 : keep1;
+
+    if (syscall(SYS_close_range, 3, a - 1, 0) == 0 &&
+        syscall(SYS_close_range, a + 1, b - 1, 0) == 0 &&
+        syscall(SYS_close_range, b + 1, ~0U, 0) == 0)
+        return;
+    for (int fd = 3; fd < 4096; fd++)
+        if (fd != a && fd != b)
+            close(fd);
+}
+
 /* The helper's report: 0 ok, 1 unshare, 2 hostname, 3 loopback, 100+i the
  * i-th sysctl. */
 static void __attribute__((noreturn)) ns_helper(const struct rt_pod_setup *s, int flags,
@@ -166,6 +183,8 @@ static void __attribute__((noreturn)) ns_helper(const struct rt_pod_setup *s, in
 {
     int status = 0;
     char c;
+
+    close_others(ready, go);
 
     if (unshare(flags) < 0)
         status = 1;
@@ -250,7 +269,10 @@ static int make_namespaces(const struct rt_pod_setup *s, int flags, struct ag_er
         if (rc == 0 && (flags & CLONE_NEWIPC))
             rc = pin(pid, "ipc", s->dir, RT_POD_IPCNS, err);
     }
-    close(go[1]); /* EOF releases the helper */
+    /* A byte (or end-of-file if the write fails) releases the helper. */
+    if (write(go[1], "x", 1) < 0)
+        ag_log(AG_DEBUG, "pod helper release failed errno=%d", errno);
+    close(go[1]);
     close(ready[0]);
     if (pid > 0)
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
