@@ -366,3 +366,35 @@ void rt_svc_free(struct rt_svc *svc)
 size_t rt_svc_busy(const struct rt_svc *svc) { return svc->busy; }
 
 const char *rt_svc_state_root(const struct rt_svc *svc) { return svc->state_root; }
+
+int svc__log_path_join(const char *dir, const char *log_path, char *out, size_t out_len)
+{
+    size_t dl = dir != NULL ? strlen(dir) : 0;
+    int n;
+
+    out[0] = '\0';
+    if (log_path == NULL || log_path[0] == '\0')
+        return 0;
+    /* The kubelet never climbs out of the pod's log directory. */
+    for (const char *p = log_path; (p = strstr(p, "..")) != NULL; p += 2)
+        if ((p == log_path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+            return -EINVAL;
+    while (dl > 1 && dir[dl - 1] == '/')
+        dl--;
+    if (dl == 0) {
+        if (log_path[0] != '/')
+            return 0; /* relative to nothing: no log file */
+        n = snprintf(out, out_len, "%s", log_path);
+    } else {
+        while (log_path[0] == '/')
+            log_path++;
+        if (log_path[0] == '\0')
+            return -EINVAL;
+        n = snprintf(out, out_len, "%.*s/%s", (int)dl, dir, log_path);
+    }
+    if (n < 0 || (size_t)n >= out_len) {
+        out[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    return 1;
+}

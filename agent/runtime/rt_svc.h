@@ -161,6 +161,15 @@ int rt_svc_pod_stats_list(struct rt_svc *svc, const runtime_v1_PodSandboxStatsFi
  * bytes); -ENOENT unknown, -EBUSY not running. */
 int rt_svc_ctr_running(struct rt_svc *svc, const char *ref, char *id_out,
                        struct ag_err *err) AG_WUR;
+/* The stdio settings a container was created with (ContainerConfig
+ * stdin, stdin_once, tty), for Attach: with stdin_once the container's
+ * stdin is closed when the first attached client closes its stdin.
+ * -ENOENT unknown (prefix accepted). */
+struct rt_svc_stdio {
+    bool stdin_open, stdin_once, tty;
+};
+int rt_svc_ctr_stdio(struct rt_svc *svc, const char *ref, struct rt_svc_stdio *out,
+                     struct ag_err *err) AG_WUR;
 /* The executor state root (borrowed). */
 const char *rt_svc_state_root(const struct rt_svc *svc);
 /* The monitor socket of a running container (borrowed from the record). */

@@ -266,20 +266,14 @@ static const picocri_store_ImageRecord *find_image(struct rt_svc *svc, const cha
     return NULL;
 }
 
+/* Below the pod cgroup (rt_svc_cgroup.c); records of pods made before pod
+ * cgroups existed keep the executor's default placement. */
 static void cgroups_path_for(struct rt_svc *svc, const picocri_store_PodRecord *pod,
                              struct ctr_create *c)
 {
-    const char *parent = pod->cgroup_parent;
-    size_t n = parent ? strlen(parent) : 0;
-
-    c->has_cgroups_path = n > 0;
-    if (n == 0)
-        return;
-    if (svc->systemd && n > 6 && strcmp(parent + n - 6, ".slice") == 0)
-        snprintf(c->cgroups_path, sizeof(c->cgroups_path), "%s:picocri:%s", parent, c->id);
-    else
-        snprintf(c->cgroups_path, sizeof(c->cgroups_path), "%s%s%s", parent,
-                 parent[n - 1] == '/' ? "" : "/", c->id);
+    c->has_cgroups_path =
+        svc__ctr_cgroups_path(svc->systemd, pod->cgroup_parent, pod->cgroup_path, c->id,
+                              c->cgroups_path, sizeof(c->cgroups_path)) > 0;
 }
 
 static int gather_image(struct ctr_create *c, const picocri_store_ImageRecord *img,
@@ -314,8 +308,14 @@ static int create_record(struct ctr_create *c, const picocri_store_PodRecord *po
     picocri_store_ContainerRecord rec = {0};
     const char *dir = pod->config ? pod->config->log_directory : NULL;
     const char *lp = c->config->log_path;
-    char exit_file[SVC_PATH];
+    char exit_file[SVC_PATH], log_path[SVC_PATH];
+    int lrc = svc__log_path_join(dir, lp, log_path, sizeof(log_path));
 
+    if (lrc < 0)
+        return ag_err_set(err, lrc, "log_path \"%.200s\" in log_directory \"%.200s\": %s",
+                          lp ? lp : "", dir ? dir : "",
+                          lrc == -EINVAL ? "must name a file below the directory"
+                                         : "path too long");
     if (svc__ctr_paths(c->svc, c->id, c->bundle, exit_file, c->upper_base) < 0)
         return ag_err_set(err, -ENAMETOOLONG, "state path too long");
     snprintf(c->rootfs, sizeof(c->rootfs), "%s/rootfs", c->bundle);
@@ -328,11 +328,8 @@ static int create_record(struct ctr_create *c, const picocri_store_PodRecord *po
     rec.created_at_ns = ag_now_ns();
     rec.state = picocri_store_ContainerState_CONTAINER_STATE_CREATED;
     rec.exit_file = strdup(exit_file);
-    if (dir != NULL && dir[0] != '\0' && lp != NULL && lp[0] != '\0') {
-        rec.log_path = malloc(strlen(dir) + strlen(lp) + 2);
-        if (rec.log_path != NULL)
-            sprintf(rec.log_path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", lp);
-    }
+    if (lrc > 0)
+        rec.log_path = strdup(log_path);
     rec.lower_layers = calloc(img->layers_count + 1, sizeof(char *));
     for (pb_size_t i = 0; rec.lower_layers != NULL && i < img->layers_count; i++)
         if (img->layers[i].chain_id != NULL &&
@@ -341,7 +338,7 @@ static int create_record(struct ctr_create *c, const picocri_store_PodRecord *po
     rec.cgroup_path = c->has_cgroups_path ? strdup(c->cgroups_path) : NULL;
     rec.config = calloc(1, sizeof(*rec.config));
     if (rec.id == NULL || rec.pod_id == NULL || rec.image_id == NULL || rec.image_ref == NULL ||
-        rec.exit_file == NULL || rec.config == NULL ||
+        rec.exit_file == NULL || rec.config == NULL || (lrc > 0 && rec.log_path == NULL) ||
         svc__msg_copy(runtime_v1_ContainerConfig_fields, c->config, rec.config) < 0) {
         st_record_release(ST_KIND_CONTAINER, &rec);
         return ag_err_set(err, -ENOMEM, "out of memory");
@@ -455,12 +452,17 @@ static void start_work(void *ctx)
         .exe = s->svc->exe,
     };
 
-    /* The kubelet makes the log directory; make it anyway (crictl). */
+    /* The kubelet makes the log directory; make it anyway (crictl, or a
+     * directory cleaned up meanwhile). */
     snprintf(dir, sizeof(dir), "%s", s->log_path);
     char *slash = strrchr(dir, '/');
     if (slash != NULL && slash != dir) {
         *slash = '\0';
-        svc_ignore(ag_mkdir_p(dir, 0755));
+        int rc = ag_mkdir_p(dir, 0755);
+        if (rc < 0) {
+            ag_err_set(&s->err, rc, "create log directory %s: %s", dir, strerror(-rc));
+            return;
+        }
     }
     unlink(s->exit_file);
     if (rt_monitor_spawn(&o, SVC_SPAWN_TIMEOUT_MS, &s->monitor_pid, &s->ctr_pid, &s->err) < 0)

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <pb_decode.h>
 
+#include "runtime.h"
 #include "store/store.h"
 
 #define SVC_PATH 4096
@@ -123,6 +124,12 @@ bool svc__labels_match(const struct svc_kv *have, size_t have_count, const struc
 int svc__ctr_paths(struct rt_svc *svc, const char *id, char *bundle, char *exit_file,
                    char *upper_base) AG_WUR;
 
+/* The CRI log file of a container: the pod's log_directory joined with the
+ * container's log_path (an absolute log_path alone when there is no
+ * directory).  Returns 1 (out set), 0 (no log file: out ""), -EINVAL (a
+ * ".." component, or a directory without a file name), -ENAMETOOLONG. */
+int svc__log_path_join(const char *dir, const char *log_path, char *out, size_t out_len) AG_WUR;
+
 /* rm -rf that does not cross mount points; ENOENT is success. */
 int svc__rm_rf(const char *path);
 
@@ -142,6 +149,46 @@ void svc__exit_check(struct rt_svc *svc, const char *id);
 int svc__ctr_stop(struct rt_svc *svc, const char *id, int64_t timeout_s, rt_svc_done_cb cb,
                   void *arg) AG_WUR;
 int svc__ctr_remove(struct rt_svc *svc, const char *id, rt_svc_done_cb cb, void *arg) AG_WUR;
+
+/* ---- rt_svc_cgroup.c: the pod cgroup and network counters ------------------ */
+/* cgroupsPath (executor syntax) of a container, or of anything placed like
+ * one, with id in a pod: below the kubelet's cgroup_parent (systemd
+ * "x.slice:picocri:<id>" when systemd and parent is a slice, else
+ * "<parent>/<id>"), else below pod_cgroup.  Returns 1 (out set), 0 (no
+ * path: the executor's default), -ENAMETOOLONG. */
+int svc__ctr_cgroups_path(bool systemd, const char *parent, const char *pod_cgroup, const char *id,
+                          char *out, size_t out_len) AG_WUR;
+/* The pod cgroup below the cgroup mount ("/kubepods/burstable/pod<uid>",
+ * "/kubepods.slice/.../kubepods-burstable-pod<uid>.slice", or
+ * "/picocri/pod-<id>" without a parent).  0, -EINVAL, -ENAMETOOLONG. */
+int svc__pod_cgroup_path(bool systemd, const char *parent, const char *pod_id, char *out,
+                         size_t out_len) AG_WUR;
+/* The leaf of the infra process below the pod cgroup. */
+int svc__pod_infra_cgroup_path(const char *pod_cgroup, char *out, size_t out_len) AG_WUR;
+/* Pod resources + overhead as executor resources (page sizes borrowed from
+ * lc, hp is the storage for up to hp_max hugepage limits).  Returns the
+ * number of settings made (0: nothing to apply). */
+size_t svc__pod_resources(const runtime_v1_LinuxPodSandboxConfig *lc, struct rt_resources *out,
+                          struct rt_hugepage_limit *hp, size_t hp_max);
+/* Blocking (thread pool): create + apply; join (creates the leaf); remove
+ * (infra leaf then pod cgroup; absent = success); read counters (-ENOENT
+ * when the cgroup does not exist). */
+int svc__pod_cgroup_create(const char *path, const runtime_v1_LinuxPodSandboxConfig *lc,
+                           struct ag_err *err) AG_WUR;
+int svc__pod_cgroup_enter(const char *leaf, pid_t pid, struct ag_err *err) AG_WUR;
+int svc__pod_cgroup_remove(const char *path, const char *infra_leaf) AG_WUR;
+int svc__pod_cgroup_stats(const char *path, struct rt_cgroup_stats *out) AG_WUR;
+
+struct svc_netdev {
+    char name[32];
+    uint64_t rx_bytes, rx_errors, tx_bytes, tx_errors;
+};
+/* Interfaces (except lo) of /proc/net/dev text, at most max. */
+size_t svc__net_dev_parse(const char *text, struct svc_netdev *out, size_t max);
+/* Blocking (thread pool): the counters of the network namespace pinned at
+ * netns_path, read by this thread inside it. */
+int svc__netns_dev_read(const char *netns_path, struct svc_netdev *out, size_t max,
+                        size_t *count) AG_WUR;
 
 /* ---- rt_svc_recover.c ----------------------------------------------------- */
 int svc__recover(struct rt_svc *svc, struct ag_err *err) AG_WUR;

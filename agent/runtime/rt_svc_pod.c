@@ -3,13 +3,16 @@
  *
  * Run: the record is stored first as CREATING (it reserves the name and
  * lets a restart clean up a half-made pod), then a worker makes the pod
- * directory, pinned namespaces, files and the infra process, then CNI ADD
- * runs on the loop, then the record becomes READY and the call returns.
+ * cgroup (resources + overhead applied, rt_svc_cgroup.c), the pod
+ * directory, pinned namespaces, files and the infra process (in a leaf of
+ * the pod cgroup), then CNI ADD runs on the loop, then the record becomes
+ * READY and the call returns.
  * Any failure undoes everything in reverse (CNI DEL after a failed ADD too)
  * and deletes the record.
  * Stop: containers stopped (their grace), CNI DEL with the saved result
  * (skipped once released), infra process stopped, record NOTREADY.
- * Remove: stop, then every container removed, pins unmounted, record gone.
+ * Remove: stop, then every container removed, pins unmounted, pod cgroup
+ * removed, record gone.
  * Both succeed for unknown ids and after a reboot (nothing left to undo).
  */
 #include "rt_svc_int.h"
@@ -39,6 +42,8 @@ struct pod_op {
     runtime_v1_PodSandboxConfig *config; /* owned copy */
     char dir[SVC_PATH];
     char netns[SVC_PATH];
+    char cgroup[SVC_PATH], infra_cgroup[SVC_PATH + 8]; /* "" when none */
+    bool cgroup_made;
     bool host_net, host_ipc, shared_pid;
     int infra_pid;
     struct net_cni_conf *cni; /* owned */
@@ -113,6 +118,8 @@ static void run_undo_work(void *ctx)
         ag_log(AG_WARN, "pod=%.12s stop infra pid=%d failed", p->id, p->infra_pid);
     if (p->dir[0] != '\0' && rt_pod_remove(p->dir, &e) < 0)
         ag_log(AG_WARN, "pod=%.12s remove %s: %s", p->id, p->dir, e.msg);
+    if (p->cgroup_made && svc__pod_cgroup_remove(p->cgroup, p->infra_cgroup) < 0)
+        ag_log(AG_WARN, "pod=%.12s remove cgroup %s failed", p->id, p->cgroup);
 }
 
 static void run_undo(struct pod_op *p)
@@ -242,6 +249,10 @@ static void run_work(void *ctx)
             return;
         }
     }
+    /* Made before anything that runs in it; the undo removes it. */
+    p->cgroup_made = true;
+    if ((rc = svc__pod_cgroup_create(p->cgroup, c->linux, &p->err)) < 0)
+        return;
     if ((rc = rt_pod_create(&setup, &p->err)) < 0)
         return; /* the undo removes whatever exists */
     if (p->shared_pid) {
@@ -249,6 +260,8 @@ static void run_work(void *ctx)
         if ((rc = rt_pod_pause_start(p->svc->exe, p->dir, &pid, &p->err)) < 0)
             return;
         p->infra_pid = pid;
+        if ((rc = svc__pod_cgroup_enter(p->infra_cgroup, pid, &p->err)) < 0)
+            return;
     }
     if (!p->host_net && rt_pod_ns_path(p->dir, RT_POD_NETNS, p->netns, sizeof(p->netns)) < 0)
         ag_err_set(&p->err, -EIO, "pod network namespace was not pinned");
@@ -331,6 +344,8 @@ static int run_reserve(struct rt_svc *svc, struct pod_op *p, struct ag_err *err)
     if (c->linux != NULL && c->linux->cgroup_parent != NULL &&
         (rec.cgroup_parent = strdup(c->linux->cgroup_parent)) == NULL)
         goto fail;
+    if ((rec.cgroup_path = strdup(p->cgroup)) == NULL)
+        goto fail;
     if (rec.id == NULL || rec.runtime_handler == NULL || rec.state_dir == NULL ||
         copy_config(c, &rec.config) < 0)
         goto fail;
@@ -367,6 +382,15 @@ int rt_svc_pod_run(struct rt_svc *svc, const runtime_v1_PodSandboxConfig *config
     if (snprintf(p->dir, sizeof(p->dir), "%s/%s", svc->pods_dir, p->id) >= (int)sizeof(p->dir)) {
         pod_op_free(p);
         return ag_err_set(err, -ENAMETOOLONG, "pod directory path too long");
+    }
+    const char *parent = p->config->linux ? p->config->linux->cgroup_parent : NULL;
+    if ((rc = svc__pod_cgroup_path(svc->systemd, parent, p->id, p->cgroup, sizeof(p->cgroup))) <
+            0 ||
+        (rc = svc__pod_infra_cgroup_path(p->cgroup, p->infra_cgroup, sizeof(p->infra_cgroup))) <
+            0) {
+        pod_op_free(p);
+        return ag_err_set(err, -EINVAL, "linux.cgroup_parent \"%.200s\" is not a usable cgroup",
+                          parent ? parent : "");
     }
     if ((rc = run_reserve(svc, p, err)) < 0) {
         pod_op_free(p);
@@ -578,8 +602,14 @@ static void remove_work(void *ctx)
 {
     struct pod_op *p = ctx;
 
-    if (p->dir[0] != '\0' && rt_pod_remove(p->dir, &p->err) < 0)
+    if (p->dir[0] != '\0' && rt_pod_remove(p->dir, &p->err) < 0) {
         ag_err_wrap(&p->err, "remove pod %.12s", p->id);
+        return;
+    }
+    /* Not fatal: the kubelet owns the pod cgroup too and removes it again;
+     * a failure here is a busy cgroup, logged with its path. */
+    if (p->cgroup[0] != '\0' && svc__pod_cgroup_remove(p->cgroup, p->infra_cgroup) < 0)
+        ag_log(AG_WARN, "pod=%.12s remove pod cgroup %s: still busy", p->id, p->cgroup);
 }
 
 static void on_ctr_removed(void *arg, const struct ag_err *err, const char *id)
@@ -596,6 +626,11 @@ static void on_ctr_removed(void *arg, const struct ag_err *err, const char *id)
         return;
     }
     snprintf(p->dir, sizeof(p->dir), "%s", rec->state_dir ? rec->state_dir : "");
+    /* Records from before pod cgroups existed have none. */
+    snprintf(p->cgroup, sizeof(p->cgroup), "%s", rec->cgroup_path ? rec->cgroup_path : "");
+    if (p->cgroup[0] != '\0' &&
+        svc__pod_infra_cgroup_path(p->cgroup, p->infra_cgroup, sizeof(p->infra_cgroup)) < 0)
+        p->infra_cgroup[0] = '\0';
     if (svc__work(p->svc, p, remove_work, remove_after) < 0) {
         ag_err_set(&p->err, -ENOMEM, "queue pod removal");
         pod_finish(p);

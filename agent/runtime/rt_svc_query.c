@@ -396,3 +396,20 @@ const char *rt_svc_ctr_bundle(struct rt_svc *svc, const char *id)
     const picocri_store_ContainerRecord *r = svc__ctr(svc, id, NULL);
     return r != NULL ? r->bundle_path : NULL;
 }
+
+int rt_svc_ctr_stdio(struct rt_svc *svc, const char *ref, struct rt_svc_stdio *out,
+                     struct ag_err *err)
+{
+    const picocri_store_ContainerRecord *r = svc__ctr(svc, ref, err);
+    const runtime_v1_ContainerConfig *c;
+
+    memset(out, 0, sizeof(*out));
+    if (r == NULL)
+        return err->code;
+    c = r->config;
+    out->stdin_open = c != NULL && c->stdin;
+    /* StdinOnce means nothing without stdin (the kubelet sets both). */
+    out->stdin_once = out->stdin_open && c->stdin_once;
+    out->tty = c != NULL && c->tty;
+    return 0;
+}

@@ -5,8 +5,10 @@
  * worker reads their cgroup counters with the executor and walks each
  * writable layer (bytes and inodes, bounded); back on the loop the answer
  * is built with attributes borrowed from the records that still exist.
- * Pod stats are the sum of their containers' (the pod has no cgroup of its
- * own), with the containers listed.
+ * Pod stats come from the pod cgroup (rt_svc_cgroup.c: CPU, memory,
+ * process count; the sum of the containers' for pods recorded before pod
+ * cgroups existed) and from the counters of the pod's network namespace
+ * (read by the worker inside it), with the containers listed.
  */
 #include "rt_svc_int.h"
 
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "rt_pod.h"
 #include "runtime.h"
 
 #define KV_CAST(type, ptr) ((type *)(void *)(ptr))
@@ -40,12 +43,30 @@ struct cstat_out {
     runtime_v1_UInt64Value v[8];
 };
 
+#define POD_IF_MAX 8
+
+/* One pod as the worker sees it: inputs from the record, counters read. */
+struct pstat {
+    char id[ST_ID_HEX_LEN + 1];
+    char cgroup[SVC_PATH]; /* "" for records without a pod cgroup */
+    char netns[SVC_PATH];  /* "" for host network or a pod not READY */
+    char ifname[32];
+    bool has_cg, has_net;
+    struct rt_cgroup_stats cg;
+    struct svc_netdev net[POD_IF_MAX];
+    size_t net_count;
+    int64_t ts;
+};
+
 struct pstat_out {
     runtime_v1_PodSandboxAttributes attr;
     runtime_v1_LinuxPodSandboxStats linux;
     runtime_v1_CpuUsage cpu;
     runtime_v1_MemoryUsage mem;
-    runtime_v1_UInt64Value v[4];
+    runtime_v1_ProcessUsage proc;
+    runtime_v1_NetworkUsage netu;
+    runtime_v1_NetworkInterfaceUsage ifs[POD_IF_MAX];
+    runtime_v1_UInt64Value v[8 + 4 * POD_IF_MAX];
 };
 
 enum stats_kind { SK_CTR, SK_CTR_LIST, SK_POD, SK_POD_LIST };
@@ -58,7 +79,7 @@ struct stats_job {
     struct ag_err err;
     struct cstat *c;
     size_t count;
-    char **pods; /* pod kinds: the pods answered (owned) */
+    struct pstat *pods; /* pod kinds: the pods answered (owned) */
     size_t pod_count;
 };
 
@@ -97,6 +118,15 @@ static void stats_work(void *ctx)
                 c->fs_inodes = du_inodes;
             }
         }
+    }
+    for (size_t i = 0; i < j->pod_count; i++) {
+        struct pstat *p = &j->pods[i];
+        p->ts = ag_now_ns();
+        if (p->cgroup[0] != '\0' && svc__pod_cgroup_stats(p->cgroup, &p->cg) == 0)
+            p->has_cg = true;
+        if (p->netns[0] != '\0' &&
+            svc__netns_dev_read(p->netns, p->net, POD_IF_MAX, &p->net_count) == 0)
+            p->has_net = true;
     }
 }
 
@@ -160,15 +190,39 @@ static void add_u64(runtime_v1_UInt64Value **slot, runtime_v1_UInt64Value *store
     (*slot)->value += v->value;
 }
 
-static void fill_pod(struct rt_svc *svc, const char *pod_id, runtime_v1_ContainerStats *cs,
-                     size_t n, runtime_v1_PodSandboxStats *s, struct pstat_out *o)
+static runtime_v1_UInt64Value *pv(struct pstat_out *o, int *n, uint64_t v)
 {
-    const picocri_store_PodRecord *r = svc__pod(svc, pod_id, NULL);
+    o->v[*n].value = v;
+    return &o->v[(*n)++];
+}
+
+static void fill_pod_net(const struct pstat *p, struct pstat_out *o, int *n)
+{
+    o->linux.network = &o->netu;
+    o->netu.timestamp = p->ts;
+    o->netu.interfaces = o->ifs;
+    o->netu.interfaces_count = (pb_size_t)p->net_count;
+    for (size_t i = 0; i < p->net_count; i++) {
+        runtime_v1_NetworkInterfaceUsage *u = &o->ifs[i];
+        u->name = (char *)p->net[i].name;
+        u->rx_bytes = pv(o, n, p->net[i].rx_bytes);
+        u->rx_errors = pv(o, n, p->net[i].rx_errors);
+        u->tx_bytes = pv(o, n, p->net[i].tx_bytes);
+        u->tx_errors = pv(o, n, p->net[i].tx_errors);
+        if (strcmp(p->net[i].name, p->ifname) == 0)
+            o->netu.default_interface = u;
+    }
+}
+
+static void fill_pod(struct rt_svc *svc, const struct pstat *p, runtime_v1_ContainerStats *cs,
+                     size_t count, runtime_v1_PodSandboxStats *s, struct pstat_out *o)
+{
+    const picocri_store_PodRecord *r = svc__pod(svc, p->id, NULL);
     const runtime_v1_PodSandboxConfig *cfg = r ? r->config : NULL;
-    int64_t now = ag_now_ns();
+    int n = 0;
 
     s->attributes = &o->attr;
-    o->attr.id = r ? r->id : (char *)pod_id;
+    o->attr.id = r ? r->id : (char *)p->id;
     if (cfg != NULL) {
         o->attr.metadata = cfg->metadata;
         o->attr.labels_count = cfg->labels_count;
@@ -180,15 +234,31 @@ static void fill_pod(struct rt_svc *svc, const char *pod_id, runtime_v1_Containe
     s->linux = &o->linux;
     o->linux.cpu = &o->cpu;
     o->linux.memory = &o->mem;
-    o->cpu.timestamp = o->mem.timestamp = now;
+    o->cpu.timestamp = o->mem.timestamp = p->ts;
     o->linux.containers = cs;
-    o->linux.containers_count = (pb_size_t)n;
-    for (size_t i = 0; i < n; i++) {
-        add_u64(&o->cpu.usage_core_nano_seconds, &o->v[0], cs[i].cpu->usage_core_nano_seconds);
-        add_u64(&o->mem.working_set_bytes, &o->v[1], cs[i].memory->working_set_bytes);
-        add_u64(&o->mem.usage_bytes, &o->v[2], cs[i].memory->usage_bytes);
-        add_u64(&o->mem.rss_bytes, &o->v[3], cs[i].memory->rss_bytes);
+    o->linux.containers_count = (pb_size_t)count;
+    if (p->has_cg) {
+        o->cpu.usage_core_nano_seconds = pv(o, &n, p->cg.cpu_usage_ns);
+        o->mem.working_set_bytes = pv(o, &n, p->cg.memory_working_set);
+        o->mem.usage_bytes = pv(o, &n, p->cg.memory_usage);
+        o->mem.rss_bytes = pv(o, &n, p->cg.memory_rss);
+        if (p->cg.memory_limit > 0 && p->cg.memory_limit > p->cg.memory_working_set)
+            o->mem.available_bytes = pv(o, &n, p->cg.memory_limit - p->cg.memory_working_set);
+        o->linux.process = &o->proc;
+        o->proc.timestamp = p->ts;
+        o->proc.process_count = pv(o, &n, p->cg.pids_current);
+    } else {
+        /* No pod cgroup: the containers' sum. */
+        n = 4;
+        for (size_t i = 0; i < count; i++) {
+            add_u64(&o->cpu.usage_core_nano_seconds, &o->v[0], cs[i].cpu->usage_core_nano_seconds);
+            add_u64(&o->mem.working_set_bytes, &o->v[1], cs[i].memory->working_set_bytes);
+            add_u64(&o->mem.usage_bytes, &o->v[2], cs[i].memory->usage_bytes);
+            add_u64(&o->mem.rss_bytes, &o->v[3], cs[i].memory->rss_bytes);
+        }
     }
+    if (p->has_net)
+        fill_pod_net(p, o, &n);
 }
 
 static void reply_ctrs(struct stats_job *j)
@@ -236,15 +306,15 @@ static void reply_pods(struct stats_job *j)
         goto out;
     }
     for (size_t p = 0; p < j->pod_count; p++) {
-        if (svc__pod(j->svc, j->pods[p], NULL) == NULL)
+        if (svc__pod(j->svc, j->pods[p].id, NULL) == NULL)
             continue;
         size_t first = used;
         for (size_t i = 0; i < j->count; i++)
-            if (strcmp(j->c[i].pod_id, j->pods[p]) == 0 && svc__ctr(j->svc, j->c[i].id, NULL)) {
+            if (strcmp(j->c[i].pod_id, j->pods[p].id) == 0 && svc__ctr(j->svc, j->c[i].id, NULL)) {
                 fill_ctr(j->svc, &j->c[i], &cs[used], &co[used]);
                 used++;
             }
-        fill_pod(j->svc, j->pods[p], &cs[first], used - first, &ps[np], &po[np]);
+        fill_pod(j->svc, &j->pods[p], &cs[first], used - first, &ps[np], &po[np]);
         np++;
     }
     if (j->kind == SK_POD) {
@@ -266,7 +336,7 @@ out:
 static void job_free(struct stats_job *j)
 {
     free(j->c);
-    svc__strv_free(j->pods);
+    free(j->pods);
     free(j);
 }
 
@@ -381,6 +451,28 @@ int rt_svc_ctr_stats_list(struct rt_svc *svc, const runtime_v1_ContainerStatsFil
                       f ? f->label_selector_count : 0, cb, arg, err);
 }
 
+static void add_pod(struct stats_job *j, const picocri_store_PodRecord *r)
+{
+    struct pstat *p = &j->pods[j->pod_count++];
+    const runtime_v1_NamespaceOption *o =
+        r->config && r->config->linux && r->config->linux->security_context
+            ? r->config->linux->security_context->namespace_options
+            : NULL;
+
+    snprintf(p->id, sizeof(p->id), "%s", r->id);
+    if (snprintf(p->cgroup, sizeof(p->cgroup), "%s", r->cgroup_path ? r->cgroup_path : "") >=
+        (int)sizeof(p->cgroup))
+        p->cgroup[0] = '\0';
+    snprintf(p->ifname, sizeof(p->ifname), "%s",
+             r->cni_ifname && r->cni_ifname[0] ? r->cni_ifname : "eth0");
+    /* The pin exists while the pod is READY (host network: the node's). */
+    if (r->state == picocri_store_PodState_POD_STATE_READY &&
+        !(o != NULL && o->network == runtime_v1_NamespaceMode_NODE) && r->state_dir != NULL &&
+        snprintf(p->netns, sizeof(p->netns), "%s/%s", r->state_dir, RT_POD_NETNS) >=
+            (int)sizeof(p->netns))
+        p->netns[0] = '\0';
+}
+
 static int pod_select(struct rt_svc *svc, enum stats_kind kind, const char *id,
                       const struct svc_kv *sel, size_t sel_count, rt_svc_stats_cb cb, void *arg,
                       struct ag_err *err)
@@ -391,7 +483,7 @@ static int pod_select(struct rt_svc *svc, enum stats_kind kind, const char *id,
     const picocri_store_ContainerRecord *r;
     struct st_iter it;
 
-    if (j == NULL || (j->pods = calloc(cap, sizeof(char *))) == NULL) {
+    if (j == NULL || (j->pods = calloc(cap, sizeof(*j->pods))) == NULL) {
         if (j != NULL)
             job_free(j);
         return ag_err_set(err, -ENOMEM, "out of memory");
@@ -404,9 +496,7 @@ static int pod_select(struct rt_svc *svc, enum stats_kind kind, const char *id,
             !svc__labels_match(KV_CAST(struct svc_kv, c ? c->labels : NULL),
                                c ? c->labels_count : 0, sel, sel_count))
             continue;
-        if ((j->pods[j->pod_count] = strdup(p->id)) == NULL)
-            break;
-        j->pod_count++;
+        add_pod(j, p);
     }
     size_t ccap = st_count(svc->st, svc->ns, ST_KIND_CONTAINER);
     st_iter_init(&it, svc->st, svc->ns, ST_KIND_CONTAINER);
@@ -414,7 +504,7 @@ static int pod_select(struct rt_svc *svc, enum stats_kind kind, const char *id,
         if (r->state == picocri_store_ContainerState_CONTAINER_STATE_EXITED)
             continue;
         for (size_t i = 0; i < j->pod_count; i++)
-            if (r->pod_id && strcmp(r->pod_id, j->pods[i]) == 0) {
+            if (r->pod_id && strcmp(r->pod_id, j->pods[i].id) == 0) {
                 add_ctr(j, r);
                 break;
             }

@@ -343,6 +343,67 @@ static void test_run_pod_without_cni_fails_cleanly(void **state)
     assert_int_equal(st_count(f->st, ST_DEFAULT_NS, ST_KIND_POD), 0);
 }
 
+static void on_pod_stats(void *arg, const struct ag_err *err, const void *resp)
+{
+    struct fx *f = arg;
+    const runtime_v1_PodSandboxStatsResponse *r = resp;
+
+    f->done_count++;
+    f->last_code = err->code;
+    assert_int_equal(err->code, 0);
+    assert_non_null(r->stats);
+    assert_string_equal(r->stats->attributes->id, POD_A);
+    /* The pod cgroup is gone (reboot): no process count from it, the
+     * containers' (none running) sum, and no network of a NOTREADY pod. */
+    assert_null(r->stats->linux->process);
+    assert_null(r->stats->linux->network);
+    assert_non_null(r->stats->linux->cpu);
+    assert_int_equal(r->stats->linux->containers_count, 0);
+}
+
+/* Pod records with a pod cgroup that no longer exists; container stdio
+ * settings for attach. */
+static void test_pod_cgroup_absent_and_stdio(void **state)
+{
+    struct fx *f = *state;
+    picocri_store_PodRecord pr = {0};
+    picocri_store_ContainerRecord cr = {0};
+    struct rt_svc_stdio io;
+
+    put_pod(f, POD_A, picocri_store_PodState_POD_STATE_NOTREADY, "a");
+    put_ctr(f, CTR_1, POD_A, "tty", picocri_store_ContainerState_CONTAINER_STATE_EXITED);
+    put_ctr(f, CTR_2, POD_A, "plain", picocri_store_ContainerState_CONTAINER_STATE_EXITED);
+    /* A pod cgroup that no longer exists; a container with stdin and tty. */
+    {
+        const picocri_store_PodRecord *r = NULL;
+        const picocri_store_ContainerRecord *c = NULL;
+        assert_int_equal(st_pod_get(f->st, ST_DEFAULT_NS, POD_A, &r, &f->err), 0);
+        assert_int_equal(st_record_copy(ST_KIND_POD, r, &pr), 0);
+        pr.cgroup_path = xstrdup("/picocri-unit-test-absent/pod-" POD_A);
+        assert_int_equal(st_pod_put(f->st, ST_DEFAULT_NS, &pr, NULL, NULL, &f->err), 0);
+        assert_int_equal(st_container_get(f->st, ST_DEFAULT_NS, CTR_1, &c, &f->err), 0);
+        assert_int_equal(st_record_copy(ST_KIND_CONTAINER, c, &cr), 0);
+        cr.config->stdin = cr.config->stdin_once = cr.config->tty = true;
+        assert_int_equal(st_container_put(f->st, ST_DEFAULT_NS, &cr, NULL, NULL, &f->err), 0);
+    }
+    open_svc(f);
+    assert_int_equal(rt_svc_ctr_stdio(f->svc, "cccc", &io, &f->err), 0);
+    assert_true(io.stdin_open && io.stdin_once && io.tty);
+    assert_int_equal(rt_svc_ctr_stdio(f->svc, CTR_2, &io, &f->err), 0);
+    assert_false(io.stdin_open || io.stdin_once || io.tty);
+    assert_int_equal(rt_svc_ctr_stdio(f->svc, "eeee", &io, &f->err), -ENOENT);
+
+    assert_int_equal(rt_svc_pod_stats(f->svc, POD_A, on_pod_stats, f, &f->err), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->done_count, 1);
+    /* Removal tolerates the absent pod cgroup. */
+    assert_int_equal(rt_svc_pod_remove(f->svc, POD_A, on_done, f, &f->err), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->done_count, 2);
+    assert_int_equal(f->last_code, 0);
+    assert_int_equal(st_count(f->st, ST_DEFAULT_NS, ST_KIND_POD), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lists_and_labels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_after_reboot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_pod_without_cni_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pod_cgroup_absent_and_stdio, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
