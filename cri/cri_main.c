@@ -64,7 +64,8 @@ static void serve_usage(FILE *f)
     fprintf(f,
             "usage: picocri serve [--config FILE] [--socket PATH] [--root DIR] [--state DIR]\n"
             "                     [--log-level LEVEL] [--cni-conf-dir DIR] [--cni-bin-dir DIRS]\n"
-            "                     [--registries FILE] [--cgroup-driver cgroupfs|systemd]\n");
+            "                     [--registries FILE] [--cgroup-driver cgroupfs|systemd]\n"
+            "                     [--stream-address HOST:PORT (default 127.0.0.1:0)]\n");
 }
 
 static int serve_configure(struct ag_config *cfg, int argc, char **argv, struct ag_err *err)
@@ -79,6 +80,7 @@ static int serve_configure(struct ag_config *cfg, int argc, char **argv, struct 
         {"cni-bin-dir", required_argument, NULL, 0},
         {"registries", required_argument, NULL, 0},
         {"cgroup-driver", required_argument, NULL, 0},
+        {"stream-address", required_argument, NULL, 0},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };

@@ -5,7 +5,8 @@
  * connects: exec runs the command with the container's process settings
  * (from its config.json) through strm_container_exec, attach goes through
  * the container's monitor, port-forward dials inside the pod's network
- * namespace.
+ * namespace.  The server listens on the configured stream-address
+ * (`serve --stream-address HOST:PORT`, default 127.0.0.1:0).
  *
  * Invariant: a request is looked up again when the client connects (the
  * container may have exited or been removed in between).
@@ -21,8 +22,6 @@
 #include "runtime/rt_svc.h"
 #include "runtime/runtime.h"
 #include "stream/strm.h"
-
-#define STREAM_ADDRESS "127.0.0.1:0"
 
 struct stream_req {
     struct rt_svc *svc;
@@ -125,7 +124,8 @@ static void on_signal_closed(uv_handle_t *h) { (void)h; }
 int cri_stream_start(struct cri_daemon *d, struct ag_err *err)
 {
     static const int sigs[2] = {SIGTERM, SIGINT};
-    int rc = strm_server_start(d->loop, STREAM_ADDRESS, &backend, NULL, &d->strm, err);
+    const char *address = d->cfg != NULL ? d->cfg->stream_address : NULL;
+    int rc = strm_server_start(d->loop, address, &backend, NULL, &d->strm, err);
 
     if (rc < 0)
         return rc;
@@ -135,7 +135,8 @@ int cri_stream_start(struct cri_daemon *d, struct ag_err *err)
             uv_signal_start(&stop_signals[i], on_stop_signal, sigs[i]) == 0)
             uv_unref((uv_handle_t *)&stop_signals[i]);
     }
-    ag_log(AG_INFO, "streaming server address=127.0.0.1:%d", strm_server_port(d->strm));
+    ag_log(AG_INFO, "streaming server address=%s port=%d", address ? address : "127.0.0.1:0",
+           strm_server_port(d->strm));
     return 0;
 }
 
@@ -256,6 +257,13 @@ void cri_ctr_attach(struct cri_call *call, void *reqp)
     }
     if ((r = req_new(call, req->container_id, false)) == NULL)
         return;
+    /* The container's own stdin_once decides whether its stdin closes
+     * when this attach session ends. */
+    struct rt_svc_stdio io;
+    struct ag_err ignored;
+    ag_err_init(&ignored);
+    if (rt_svc_ctr_stdio(r->svc, r->id, &io, &ignored) == 0)
+        r->stdin_once = io.stdin_once;
     issue(call, STRM_ATTACH, &p, r);
 }
 

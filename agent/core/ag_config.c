@@ -20,6 +20,7 @@ static const struct setting settings[] = {
     {"cni-bin-dir", offsetof(struct ag_config, cni_bin_dirs)},
     {"registries", offsetof(struct ag_config, registries)},
     {"cgroup-driver", offsetof(struct ag_config, cgroup_driver)},
+    {"stream-address", offsetof(struct ag_config, stream_address)},
 };
 
 static char **slot(struct ag_config *cfg, const struct setting *s)
@@ -36,6 +37,8 @@ void ag_config_init(struct ag_config *cfg)
     cfg->cni_conf_dir = ag_xstrdup("/etc/cni/net.d");
     cfg->cni_bin_dirs = ag_xstrdup("/opt/cni/bin:/var/lib/rancher/k3s/data/current/bin:"
                                    "/usr/lib/cni");
+    /* Loopback with a random port: kubelet's default proxy mode reaches it. */
+    cfg->stream_address = ag_xstrdup("127.0.0.1:0");
     cfg->log_level = AG_INFO;
 }
 

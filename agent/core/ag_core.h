@@ -150,13 +150,15 @@ struct ag_config {
     char *cni_bin_dirs; /* colon-separated */
     char *registries;  /* k3s-style registries.yaml */
     char *cgroup_driver; /* "cgroupfs" or "systemd"; NULL = detect */
+    char *stream_address; /* "HOST:PORT" of the streaming server; port 0 = random */
     enum ag_log_level log_level;
 };
 
 void ag_config_init(struct ag_config *cfg); /* defaults */
 void ag_config_fini(struct ag_config *cfg);
 /* Loads a YAML mapping of "key: value" settings (socket, root, state,
- * log-level, cni-conf-dir, cni-bin-dir, registries, cgroup-driver).
+ * log-level, cni-conf-dir, cni-bin-dir, registries, cgroup-driver,
+ * stream-address).
  * Unknown keys are an error, so a typo is not silently ignored. */
 int ag_config_load(struct ag_config *cfg, const char *path, struct ag_err *err) AG_WUR;
 /* Sets one setting by its key (as in the file and as the --flag name). */

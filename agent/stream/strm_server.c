@@ -868,7 +868,6 @@ int strm_server_start(uv_loop_t *loop, const char *address, const struct strm_ba
     }
     s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                             : ((struct sockaddr_in6 *)&ss)->sin6_port);
-    ag_log(AG_INFO, "stream server listening address=%s port=%d", s->host, s->port);
     *out = s;
     return 0;
 }

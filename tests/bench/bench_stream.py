@@ -1,21 +1,34 @@
-"""Streaming-server benchmark workload (agent/stream).
+"""Streaming benchmark: picocri's streaming server vs containerd 1.6's, same
+client, same run.
 
-What: exec round trip (`echo hi` through SPDY remote-command v4: upgrade,
-streams, process, status) p50/p90, and port-forward throughput (MB/s for a
-200 MB transfer through SPDY port-forward to a local sink) through picocri's
-streaming server, with the Go spdystream client of tests/integration.
+What: through the URLs that CRI Exec and PortForward return for a real
+busybox container in a pod (CNI bridge network):
+  - exec round trip of `echo hi` (SPDY upgrade, remote-command v4 streams,
+    the process, the Status) p50/p90 over EXECS (200) sessions in
+    sequence, and the same including the Exec RPC that issues the URL;
+  - port-forward throughput, MB/s for a 200 MB transfer each way: from
+    the pod (a busybox `nc -ll -e head -c N /dev/zero` server) and to the
+    pod (`nc -ll -e sh -c 'head -c N >/dev/null; echo done'`).
+The client is the Go moby/spdystream program of tests/integration
+(spdyclient: `exec-loop` and `pf-listen`), the library kubelet and crictl
+use.
 
-How the harness calls it: `workload_stream(rt, cri, opts) -> [Metric]`
-(register it in harness.py's WORKLOADS as "stream").  Until the CRI runtime
-service issues streaming URLs, it drives the test-only `picocri
-stream-test` harness (host processes) on its own; the runtime `rt` is used
-only for its binary path, so the containerd column stays empty for now.
-Standalone: `PICOCRI_BIN=build/host/picocri python3 tests/bench/bench_stream.py`.
+How: like bench_pods, each runtime is started afresh inside its own
+network namespace with a registry serving the test images there; the
+client runs in that namespace too (nsenter --net; Python sockets are
+connected from a thread that setns()es into it).  picocri gets the busybox
+image with `picocri import` (offline, before it starts); containerd pulls
+it (and its sandbox image, busybox `sleep 2147483647`, set as
+sandbox_image) from the registry.  Registered in harness.py WORKLOADS as
+"stream"; standalone: `PICOCRI_BIN=build/host/picocri python3
+tests/bench/bench_stream.py [picocri,containerd]`.
 
 Invariants: every process it starts is stopped by PID; every wait is
-bounded; temporary files live under one temporary directory.
+bounded; the namespace, mounts, cgroups and temporary files are removed in
+`finally`.  Tunables: PICOBENCH_STREAM_EXECS (200), PICOBENCH_PF_MB (200).
 """
 
+import ctypes
 import os
 import shutil
 import socket
@@ -26,98 +39,251 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import bench_pods  # noqa: E402
+import cri_harness  # noqa: E402
+import lib_pods  # noqa: E402
 
-EXEC_CALLS = 200
-PF_BYTES = 200 * 1000 * 1000
+EXECS = int(os.environ.get("PICOBENCH_STREAM_EXECS", "200"))
+PF_BYTES = int(os.environ.get("PICOBENCH_PF_MB", "200")) * 1000 * 1000
+IMPORTED = "docker.io/library/busybox:bench"
+PORT_FROM, PORT_TO = 8080, 8081
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_client = {}
 
 
-def _percentile(vals, q):
+def _pct(vals, q):
     vals = sorted(vals)
-    return vals[min(len(vals) - 1, int(q * len(vals)))]
+    return vals[min(len(vals) - 1, max(0, int(round(q / 100.0 * (len(vals) - 1)))))]
 
 
-def _sink_server():
-    """A local TCP server that counts bytes and answers with the count."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
+def spdyclient():
+    """Builds the Go client once per process (Debian's golang-go and
+    golang-github-docker-spdystream-dev)."""
+    if "path" not in _client:
+        tmp = tempfile.mkdtemp(prefix="pcbench-spdy-")
+        src = os.path.join(HERE, "..", "integration", "spdyclient", "main.go")
+        out = os.path.join(tmp, "spdyclient")
+        env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off",
+                   GOCACHE=os.path.join(tmp, "gocache"), HOME=tmp)
+        subprocess.run(["go", "build", "-o", out, src], env=env, check=True, timeout=300,
+                       cwd=tmp, capture_output=True)
+        _client["path"], _client["tmp"] = out, tmp
+    return _client["path"]
+
+
+def netns_connect(netns, host, port, timeout=60):
+    """A TCP socket connected from inside /run/netns/<netns>."""
+    out = {}
 
     def run():
-        c, _ = srv.accept()
-        n = 0
-        while True:
-            d = c.recv(1 << 20)
-            if not d:
-                break
-            n += len(d)
-        c.sendall(b"%d" % n)
-        c.close()
-    threading.Thread(target=run, daemon=True).start()
-    return srv
+        try:
+            fd = os.open("/run/netns/" + netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            finally:
+                os.close(fd)
+            out["s"] = socket.create_connection((host, port), timeout=timeout)
+        except Exception as e:  # noqa: BLE001 (re-raised below)
+            out["e"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(timeout + 5)
+    if "e" in out:
+        raise out["e"]
+    return out["s"]
 
 
-def run_stream_bench(picocri_bin, calls=EXEC_CALLS, pf_bytes=PF_BYTES):
-    """Returns [(name, value, unit, better)]."""
-    import pytest  # noqa: F401  (the integration helpers use pytest.skip)
-    from test_stream_spdy import Harness, harness_cmd, build_spdyclient
+def _start_runtime(rt, env):
+    """A fresh runtime of rt's kind in env's netns (picocri with the image
+    imported first)."""
+    nrt = bench_pods._netns_runtime(rt, env)
+    if rt.name == "picocri":
+        base_spawn = nrt.spawn
 
-    os.environ["PICOCRI_BIN"] = picocri_bin
-    tmp = tempfile.mkdtemp(prefix="pcbench-strm-")
-    h = None
+        def spawn(argv, env_=None):
+            root = os.path.join(nrt.workdir, "root")
+            subprocess.run([rt.binary, "import", "--root", root,
+                            bench_pods._images().layout.ref("busybox"), IMPORTED],
+                           check=True, timeout=300, capture_output=True)
+            return base_spawn(argv, env_)
+        nrt.spawn = spawn
+    nrt.start()
+    return nrt
+
+
+def _wait_listening(env, port):
+    """Waits until the pod's server on port answers a connection."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            s = netns_connect(env.netns.name, env.pod_ip, port, timeout=2)
+            s.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server on port %d in the pod did not start" % port)
+
+
+def _exec_bench(cri, pb, env, cid, client, n):
+    ns = ["nsenter", "--net=/run/netns/" + env.netns.name, "--"]
+    loop = subprocess.Popen(ns + [client, "exec-loop"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stream, total = [], []
     try:
-        h = Harness(harness_cmd(tmp))
-        client = build_spdyclient(tmp)
-        loop = subprocess.Popen([client, "exec-loop"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        lat = []
-        for _ in range(calls):
-            loop.stdin.write(h.exec_url(["/bin/echo", "hi"]) + "\n")
+        for _ in range(n):
+            t0 = time.perf_counter()
+            url = cri.Exec(pb.ExecRequest(container_id=cid, cmd=["echo", "hi"], stdout=True,
+                                          stderr=True)).url
+            loop.stdin.write(url + "\n")
             loop.stdin.flush()
-            us, code = loop.stdout.readline().split()
-            assert code == "0"
-            lat.append(int(us) / 1000.0)
-        loop.stdin.close()
-        loop.wait(timeout=30)
-
-        srv = _sink_server()
-        pf = subprocess.Popen([client, "pf-listen", h.issue("portforward", "-"),
-                               str(srv.getsockname()[1])], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE)
-        lport = int(pf.stdout.readline().split()[1])
-        s = socket.create_connection(("127.0.0.1", lport), timeout=120)
-        chunk = b"\0" * (1 << 20)
-        t0 = time.monotonic()
-        sent = 0
-        while sent < pf_bytes:
-            n = min(len(chunk), pf_bytes - sent)
-            s.sendall(chunk[:n])
-            sent += n
-        s.shutdown(socket.SHUT_WR)
-        got = int(s.recv(64) or b"0")
-        secs = time.monotonic() - t0
-        s.close()
-        pf.stdin.close()
-        pf.wait(timeout=30)
-        assert got == pf_bytes, (got, pf_bytes)
-        return [("stream exec echo p50", _percentile(lat, 0.5), "ms", "lower"),
-                ("stream exec echo p90", _percentile(lat, 0.9), "ms", "lower"),
-                ("stream port-forward 200MB", pf_bytes / secs / 1e6, "MB/s", "higher")]
+            line = loop.stdout.readline().split()
+            total.append(time.perf_counter() - t0)
+            if len(line) != 2 or line[1] != "0":
+                raise RuntimeError("exec-loop: %r %s" % (line, loop.stderr.read(2000)))
+            stream.append(int(line[0]) / 1e6)
     finally:
-        if h is not None:
-            h.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        loop.stdin.close()
+        try:
+            loop.wait(30)
+        except subprocess.TimeoutExpired:
+            loop.kill()
+            loop.wait(10)
+    return stream, total
 
 
-def workload_stream(rt, cri, opts):
-    """Harness entry: picocri only (containerd's streaming needs a container)."""
-    from harness import Metric
-    if rt.name != "picocri":
-        return []
-    return [Metric(n, v, u, b) for n, v, u, b in run_stream_bench(rt.binary)]
+def _pf_bench(cri, pb, env, pod, client):
+    """MB/s from the pod and to the pod, one 200 MB transfer each."""
+    ns = ["nsenter", "--net=/run/netns/" + env.netns.name, "--"]
+    out = []
+    for port, direction in ((PORT_FROM, "from"), (PORT_TO, "to")):
+        url = cri.PortForward(pb.PortForwardRequest(pod_sandbox_id=pod, port=[port])).url
+        pf = subprocess.Popen(ns + [client, "pf-listen", url, str(port)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            lport = int(pf.stdout.readline().split()[1])
+            s = netns_connect(env.netns.name, "127.0.0.1", lport, timeout=120)
+            t0 = time.perf_counter()
+            if direction == "from":
+                got = 0
+                while got < PF_BYTES:
+                    d = s.recv(1 << 20)
+                    if not d:
+                        break
+                    got += len(d)
+                ok = got == PF_BYTES
+            else:
+                chunk = b"\0" * (1 << 20)
+                sent = 0
+                while sent < PF_BYTES:
+                    n = min(len(chunk), PF_BYTES - sent)
+                    s.sendall(chunk[:n])
+                    sent += n
+                ok = s.recv(16).startswith(b"done")
+            secs = time.perf_counter() - t0
+            s.close()
+            if not ok:
+                raise RuntimeError("port-forward %s the pod: short transfer" % direction)
+            out.append((direction, PF_BYTES / secs / 1e6))
+        finally:
+            pf.stdin.close()
+            try:
+                pf.wait(10)
+            except subprocess.TimeoutExpired:
+                pf.kill()
+                pf.wait(10)
+    return out
+
+
+def _measure(nrt, cri, env):
+    pb = env.pb
+    if nrt.name == "containerd":
+        env.image_ref = cri.PullImage(pb.PullImageRequest(
+            image=pb.ImageSpec(image=lib_pods.IMAGE)), timeout=300).image_ref
+        cri.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=lib_pods.PAUSE_IMAGE)),
+                      timeout=300)
+    else:
+        env.image_ref = IMPORTED
+    pcfg = lib_pods.pod_config(env, name="stream-bench")
+    pod = cri.RunPodSandbox(pb.RunPodSandboxRequest(config=pcfg), timeout=120).pod_sandbox_id
+    env.pod_ip = cri.PodSandboxStatus(pb.PodSandboxStatusRequest(
+        pod_sandbox_id=pod)).status.network.ip
+    cids = []
+    for name, cmd in (
+            ("sh", ["sleep", "3600"]),
+            ("from", ["nc", "-ll", "-p", str(PORT_FROM), "-e", "head", "-c", str(PF_BYTES),
+                      "/dev/zero"]),
+            ("to", ["nc", "-ll", "-p", str(PORT_TO), "-e", "sh", "-c",
+                    "head -c %d >/dev/null; echo done" % PF_BYTES])):
+        ccfg = lib_pods.container_config(env, pcfg, name, cmd)
+        cid = cri.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=ccfg, sandbox_config=pcfg)).container_id
+        cri.StartContainer(pb.StartContainerRequest(container_id=cid))
+        cids.append(cid)
+    client = spdyclient()
+    # Warm-up (first exec pays for page faults and lazy set-up on both).
+    _exec_bench(cri, pb, env, cids[0], client, 5)
+    stream, total = _exec_bench(cri, pb, env, cids[0], client, EXECS)
+    # The "from" server sends as soon as a connection arrives: no probe on it.
+    _wait_listening(env, PORT_TO)
+    pf = _pf_bench(cri, pb, env, pod, client)
+    out = [bench_pods.Metric("stream exec echo p50", _pct(stream, 50) * 1000, "ms"),
+           bench_pods.Metric("stream exec echo p90", _pct(stream, 90) * 1000, "ms"),
+           bench_pods.Metric("Exec RPC + stream p50", _pct(total, 50) * 1000, "ms"),
+           bench_pods.Metric("Exec RPC + stream p90", _pct(total, 90) * 1000, "ms")]
+    for direction, mbs in pf:
+        out.append(bench_pods.Metric("port-forward %d MB %s pod" % (PF_BYTES // 1000000,
+                                                                    direction), mbs, "MB/s",
+                                     "higher"))
+    return out
+
+
+def workload_stream(rt, cri_unused, opts):
+    """Harness entry (see the module docstring): [Metric] for rt's kind."""
+    pb = rt.pb
+    env = bench_pods.BenchEnv(pb)
+    nrt = None
+    try:
+        nrt = _start_runtime(rt, env)
+        ch = cri_harness.unix_channel(nrt.sock)
+        cri = cri_harness.Cri(ch, pb, 120)
+        try:
+            return _measure(nrt, cri, env)
+        finally:
+            bench_pods._stop_remove_all(cri, pb)
+            ch.close()
+    finally:
+        if nrt is not None:
+            nrt.stop()
+            env.cleanup(nrt.workdir)
+            nrt.cleanup()
+        else:
+            env.cleanup("/nonexistent-pcbench")
+
+
+# Alternating rounds (harness --rounds), medians: the machine's noise is shared.
+workload_stream.rounds = True
 
 
 if __name__ == "__main__":
-    for name, value, unit, _ in run_stream_bench(os.environ.get("PICOCRI_BIN",
-                                                                "build/host/picocri")):
-        print("%-28s %10.2f %s" % (name, value, unit))
+    import harness
+    names = sys.argv[1].split(",") if len(sys.argv) > 1 else ["picocri", "containerd"]
+    protodir = cri_harness.mkworkdir("pcbench-proto-")
+    try:
+        pb = cri_harness.load_proto(protodir)
+        for n in names:
+            rt = (harness.Picocri(pb, os.environ.get("PICOCRI_BIN", "build/host/picocri"))
+                  if n == "picocri" else harness.Containerd(pb))
+            try:
+                for m in workload_stream(rt, None, None):
+                    print("%-12s %-32s %10.2f %s" % (n, m.name, m.value, m.unit))
+            finally:
+                rt.cleanup()
+    finally:
+        shutil.rmtree(protodir, ignore_errors=True)
+        if "tmp" in _client:
+            shutil.rmtree(_client["tmp"], ignore_errors=True)

@@ -417,9 +417,17 @@ def test_stdin_burst_100mib_bounded_rss(tools, harness):
     p = subprocess.Popen([tools["spdyclient"], "exec", "-stdin", url], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     chunk = b"z" * (1 << 20)
-    for _ in range(100):
-        p.stdin.write(chunk)
-    p.stdin.close()
+    try:
+        for _ in range(100):
+            p.stdin.write(chunk)
+        p.stdin.close()
+    except BrokenPipeError:
+        # Say who gave up: the client (its stderr) or the server (its log).
+        p.kill()
+        harness.err.seek(0)
+        raise AssertionError("client closed its stdin early: client=%r harness alive=%s log=%s"
+                             % (p.stderr.read()[-2000:], harness.alive(),
+                                harness.err.read()[-3000:])) from None
     out = p.stdout.read()
     p.wait(timeout=120)
     stop.set()
