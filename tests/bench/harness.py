@@ -38,6 +38,14 @@ class Metric:
         self.name, self.value, self.unit, self.better = name, value, unit, better
 
 
+class Table:
+    """What a standalone workload returns: its own columns (e.g. picocri,
+    crun, runc), {column: [Metric]}, printed as a separate table."""
+
+    def __init__(self, title, names, results, note=""):
+        self.title, self.names, self.results, self.note = title, names, results, note
+
+
 # ---- process measurements ----------------------------------------------------
 def children_map():
     kids = {}
@@ -247,6 +255,7 @@ disabled_plugins = [
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_cdi = false
+  sandbox_image = "{pause}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{cni_conf}"
@@ -272,7 +281,7 @@ class Containerd(Runtime):
             os.makedirs(p)
         cfg = os.path.join(self.workdir, "config.toml")
         with open(cfg, "w") as f:
-            f.write(CONTAINERD_CONFIG.format(sock=self.sock, **d))
+            f.write(CONTAINERD_CONFIG.format(sock=self.sock, pause=bench_oci.PAUSE_IMAGE, **d))
         self.spawn([self.binary, "--config", cfg])
         return self.wait_ready()
 
@@ -341,12 +350,27 @@ def workload_version(rt, cri, opts):
 
 workload_version.rounds = True
 
+# bench_oci's workloads use this module's helpers through `import harness`.
+sys.modules.setdefault("harness", sys.modules[__name__])
+import bench_oci  # noqa: E402
+import bench_pods  # noqa: E402  (pods: start latency, memory, idle)
+import bench_pull  # noqa: E402  (image pull + unpack)
+import bench_stream  # noqa: E402  (exec / port-forward through the streaming servers)
+
 # Order matters: idle memory is measured before any load.  A workload with
 # `.rounds = True` runs opts.rounds times, alternating the runtimes, and each
 # figure is the median over rounds: on a busy machine both see the same noise.
+# A workload with `.standalone = True` does not talk CRI to each runtime: it
+# runs once as fn(runtimes, opts) (runtimes: the started ones by name) and
+# returns a Table with its own columns, printed after the main table.
 WORKLOADS = {
     "idle": workload_idle,
     "version": workload_version,
+    "oci": bench_oci.workload_oci,
+    "monitor": bench_oci.workload_monitor,
+    "pods": bench_pods.workload_pods,
+    "pull": bench_pull.workload_pull,
+    "stream": bench_stream.workload_stream,
 }
 
 
@@ -371,7 +395,8 @@ def fmt(v):
 
 
 def print_table(names, results, out=sys.stdout):
-    """results: {runtime: [Metric]} in the same metric order for each."""
+    """results: {runtime: [Metric]} in the same metric order for each; with
+    two or more names, one ratio column first/other per other name."""
     order = []
     for n in names:
         for m in results.get(n, []):
@@ -379,14 +404,13 @@ def print_table(names, results, out=sys.stdout):
                 order.append((m.name, m.unit))
     by = {n: {(m.name, m.unit): m for m in results.get(n, [])} for n in names}
     head = ["metric", "unit"] + names
-    if len(names) == 2:
-        head.append("ratio %s/%s" % tuple(names))
+    head += ["ratio %s/%s" % (names[0], n) for n in names[1:]]
     rows = []
     for key in order:
         vals = [by[n].get(key) for n in names]
         row = [key[0], key[1]] + [fmt(v.value if v else None) for v in vals]
-        if len(names) == 2:
-            a, b = vals
+        a = vals[0] if vals else None
+        for b in vals[1:]:
             row.append("%.3f" % (a.value / b.value) if a and b and b.value else "-")
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
@@ -419,10 +443,16 @@ def main():
                     help="rounds for workloads that alternate runtimes (median reported)")
     ap.add_argument("--window", type=int, default=64, help="calls in flight (concurrent)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds idle before measuring")
+    ap.add_argument("--oci-runs", type=int, default=100,
+                    help="oci workload: runs of each runtime")
+    ap.add_argument("--pull-mb", type=int, default=200,
+                    help="pull workload: size of each generated image in MB")
+    ap.add_argument("--monitors", type=int, default=5,
+                    help="monitor workload: monitors (and shims) running at once")
     ap.add_argument("--json", help="also write the figures to this file")
     opts = ap.parse_args()
 
-    names = opts.runtimes.split(",")
+    names = [n for n in opts.runtimes.split(",") if n]
     workloads = opts.workloads.split(",")
     for w in workloads:
         if w not in WORKLOADS:
@@ -430,6 +460,7 @@ def main():
     protodir = cri_harness.mkworkdir("pcbench-proto-")
     runtimes = {}
     results = {n: [] for n in names}
+    tables = []
     try:
         pb = cri_harness.load_proto(protodir)
         for n in names:
@@ -439,6 +470,10 @@ def main():
             print("bench: %s ready (pid %d)" % (n, rt.pid()), file=sys.stderr)
         for w in workloads:
             fn = WORKLOADS[w]
+            if getattr(fn, "standalone", False):
+                print("bench: %s" % w, file=sys.stderr)
+                tables.append(fn(runtimes, opts))
+                continue
             rounds = opts.rounds if getattr(fn, "rounds", False) else 1
             per = {n: [] for n in names}
             for r in range(rounds):
@@ -464,17 +499,28 @@ def main():
             rt.cleanup()
         shutil.rmtree(protodir, ignore_errors=True)
 
-    print()
-    print("picocri vs containerd %s; same client (python3-grpcio); %d calls in %d rounds,"
-          " medians; load average at end %.2f on %d CPUs"
-          % (_containerd_version(opts), opts.calls, opts.rounds, os.getloadavg()[0],
-             os.cpu_count()))
-    print("ratio = picocri/containerd: below 1 is better for time, memory and size;"
-          " above 1 is better for calls/s")
-    print_table(names, results)
+    if names:
+        print()
+        print("picocri vs containerd %s; same client (python3-grpcio); %d calls in %d rounds,"
+              " medians; load average at end %.2f on %d CPUs"
+              % (_containerd_version(opts), opts.calls, opts.rounds, os.getloadavg()[0],
+                 os.cpu_count()))
+        print("ratio = picocri/containerd: below 1 is better for time, memory and size;"
+              " above 1 is better for calls/s")
+        print_table(names, results)
+    for t in tables:
+        print()
+        print(t.title)
+        if t.note:
+            print(t.note)
+        print_table(t.names, t.results)
     if opts.json:
+        out = {n: [vars(m) for m in results[n]] for n in names}
+        out["tables"] = [{"title": t.title, "note": t.note,
+                          "results": {n: [vars(m) for m in t.results[n]] for n in t.names}}
+                         for t in tables]
         with open(opts.json, "w") as f:
-            json.dump({n: [vars(m) for m in results[n]] for n in names}, f, indent=1)
+            json.dump(out, f, indent=1)
     return 0
 
 
