@@ -33,6 +33,40 @@ int img_digest_verify(const char *digest, const void *data, size_t len, struct a
 int img_digest_chain_id(char *const *diff_ids, size_t count, char out[IMG_DIGEST_MAX],
                         struct ag_err *err) AG_WUR;
 
+/* ==== streaming SHA-256 (img_sha256.c) ======================================
+ * For blob digests and DiffIDs.  Uses the CPU's SHA-256 instructions (x86
+ * SHA extensions, ARMv8 SHA2) when present, else mbedTLS (also when
+ * PICOCRI_SHA256_SOFTWARE is set in the environment).  Pure computation:
+ * large inputs belong on the thread pool. */
+#include <mbedtls/sha256.h>
+
+struct img_sha256 {
+    void (*blocks)(uint32_t state[8], const uint8_t *p, size_t blocks); /* NULL: mbedTLS */
+    int failed;
+    uint32_t state[8];
+    uint8_t buf[64];
+    size_t buf_len;
+    uint64_t total;
+    mbedtls_sha256_context soft;
+};
+
+/* Starts a context (cannot fail). */
+void img_sha256_init(struct img_sha256 *h);
+/* Starts a context that always uses mbedTLS (tests, reference). */
+void img_sha256_init_software(struct img_sha256 *h);
+/* True when the context uses the CPU's SHA-256 instructions. */
+bool img_sha256_is_hardware(const struct img_sha256 *h);
+/* Feeds bytes (borrowed for the call).  Returns 0 or a negative errno; an
+ * error sticks and is returned again by img_sha256_finish. */
+int img_sha256_update(struct img_sha256 *h, const void *data, size_t len) AG_WUR;
+/* Writes the digest; the context then refuses input (-EINVAL) until it is
+ * finalized (img_sha256_fini) and started again. */
+int img_sha256_finish(struct img_sha256 *h, uint8_t sum[32]) AG_WUR;
+/* img_sha256_finish formatted as "sha256:<hex>" (IMG_DIGEST_MAX bytes). */
+int img_sha256_finish_hex(struct img_sha256 *h, char out[IMG_DIGEST_MAX]) AG_WUR;
+/* Releases the context; idempotent after init. */
+void img_sha256_fini(struct img_sha256 *h);
+
 /* ==== references (img_ref.c) ================================================
  * Docker-style image references, fully normalised:
  *   busybox            -> docker.io/library/busybox:latest
@@ -473,6 +507,14 @@ void img_content_free(struct img_content *c);
  * "sha256:<64 lowercase hex>", -ENAMETOOLONG. */
 int img_content_blob_path(const struct img_content *c, const char *digest, char *out,
                           size_t out_len) AG_WUR;
+
+/* Path of a blob's ingest file, ingest/<hex>.partial (which may not
+ * exist); errors as img_content_blob_path. */
+int img_content_ingest_path(const struct img_content *c, const char *digest, char *out,
+                            size_t out_len) AG_WUR;
+/* Ingests not yet freed: each may still have thread-pool work that uses
+ * the store, so img_content_free must wait for 0. */
+size_t img_content_open_ingests(const struct img_content *c);
 
 typedef void (*img_content_stat_cb)(int status, int64_t size, void *data);
 typedef void (*img_content_read_cb)(int status, uint8_t *bytes, size_t len, void *data);

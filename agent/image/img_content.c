@@ -21,7 +21,10 @@
 #include <sys/stat.h>
 
 #define HEX_LEN 64
-#define REHASH_BUF 65536
+#define REHASH_BUF (256 * 1024)
+/* Start writeback every WRITEBACK_STEP bytes so the fsync before publishing
+ * finds little left to write. */
+#define WRITEBACK_STEP (8u << 20)
 
 struct img_content {
     char *root;   /* <root>/content */
@@ -104,6 +107,17 @@ int img_content_blob_path(const struct img_content *c, const char *digest, char 
     if (!hex_of(digest, hex))
         return -EINVAL;
     int n = snprintf(out, out_len, "%s/%s", c->blobs, hex);
+    return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
+}
+
+int img_content_ingest_path(const struct img_content *c, const char *digest, char *out,
+                            size_t out_len)
+{
+    char hex[HEX_LEN + 1];
+
+    if (!hex_of(digest, hex))
+        return -EINVAL;
+    int n = snprintf(out, out_len, "%s/%s.partial", c->ingest, hex);
     return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
 }
 
@@ -256,8 +270,15 @@ int img_content_delete(uv_loop_t *loop, struct img_content *c, const char *diges
 
 /* ---- ingest ---------------------------------------------------------------------- */
 
+/* Queue buffers of up to IBUF_CAP bytes (a socket read) are recycled, at
+ * most IBUF_POOL_MAX per ingest: allocating and freeing one per read made
+ * the allocator return and re-fault the same pages for every chunk. */
+#define IBUF_CAP 65536
+#define IBUF_POOL_MAX 32
+
 struct ibuf {
     struct ibuf *next;
+    bool pooled; /* IBUF_CAP bytes of data, may go back to the pool */
     uint64_t off;
     bool reset;
     size_t len;
@@ -277,10 +298,13 @@ struct img_ingest {
     char partial[PATH_MAX];
     char final[PATH_MAX];
     int fd;
-    mbedtls_sha256_context sha;
+    struct img_sha256 sha;
     uint64_t offset;  /* accepted: where the next write lands */
     uint64_t written; /* on disk and hashed (worker's view) */
+    uint64_t flushed; /* writeback started up to here (worker) */
     struct ibuf *q_head, *q_tail, *batch;
+    struct ibuf *pool;
+    size_t pool_count;
     size_t backlog;
     uv_work_t work;
     enum ing_op op;
@@ -297,6 +321,33 @@ struct img_ingest {
 };
 
 static void ingest_pump(struct img_ingest *ing);
+
+static struct ibuf *ibuf_get(struct img_ingest *ing, size_t n)
+{
+    struct ibuf *b;
+
+    if (n <= IBUF_CAP && ing->pool != NULL) {
+        b = ing->pool;
+        ing->pool = b->next;
+        ing->pool_count--;
+        return b;
+    }
+    b = malloc(sizeof(*b) + (n <= IBUF_CAP ? IBUF_CAP : n));
+    if (b != NULL)
+        b->pooled = n <= IBUF_CAP;
+    return b;
+}
+
+static void ibuf_put(struct img_ingest *ing, struct ibuf *b)
+{
+    if (b->pooled && ing->pool_count < IBUF_POOL_MAX && !ing->freed) {
+        b->next = ing->pool;
+        ing->pool = b;
+        ing->pool_count++;
+        return;
+    }
+    free(b);
+}
 
 static int rehash_partial(struct img_ingest *ing)
 {
@@ -321,7 +372,8 @@ static int rehash_partial(struct img_ingest *ing)
             continue;
         if (n <= 0)
             break; /* shorter than it said: resume from what was read */
-        mbedtls_sha256_update_ret(&ing->sha, buf, (size_t)n);
+        if (img_sha256_update(&ing->sha, buf, (size_t)n) < 0)
+            break; /* reported by the commit's finish */
         done += (uint64_t)n;
     }
     free(buf);
@@ -366,17 +418,22 @@ static void work_write(struct img_ingest *ing)
                 ing->werr = -errno;
                 break;
             }
-            mbedtls_sha256_free(&ing->sha);
-            mbedtls_sha256_init(&ing->sha);
-            mbedtls_sha256_starts_ret(&ing->sha, 0);
-            ing->written = 0;
+            img_sha256_fini(&ing->sha);
+            img_sha256_init(&ing->sha);
+            ing->written = ing->flushed = 0;
             continue;
         }
         ing->werr = write_all_at(ing->fd, b->data, b->len, ing->written);
-        if (ing->werr == 0) {
-            mbedtls_sha256_update_ret(&ing->sha, b->data, b->len);
+        if (ing->werr == 0)
+            ing->werr = img_sha256_update(&ing->sha, b->data, b->len);
+        if (ing->werr == 0)
             ing->written += b->len;
-        }
+    }
+    if (ing->written > ing->flushed + WRITEBACK_STEP) {
+        /* Asynchronous: only queues the pages for writeback (best effort). */
+        (void)sync_file_range(ing->fd, (off_t)ing->flushed, (off_t)(ing->written - ing->flushed),
+                              SYNC_FILE_RANGE_WRITE);
+        ing->flushed = ing->written;
     }
 }
 
@@ -392,7 +449,9 @@ static int work_commit(struct img_ingest *ing)
         return ag_err_set(&ing->err, -EBADMSG, "size mismatch: got %llu bytes, want %lld",
                           (unsigned long long)ing->written, (long long)ing->size);
     }
-    mbedtls_sha256_finish_ret(&ing->sha, sum);
+    int rc = img_sha256_finish(&ing->sha, sum);
+    if (rc < 0)
+        return ag_err_set(&ing->err, rc, "sha256 of %s: %s", ing->partial, strerror(-rc));
     hex_encode(sum, sizeof(sum), got);
     if (strcmp(got, ing->hex) != 0) {
         unlink(ing->partial);
@@ -402,7 +461,7 @@ static int work_commit(struct img_ingest *ing)
         return ag_err_set(&ing->err, -errno, "fsync %s: %s", ing->partial, strerror(errno));
     if (rename(ing->partial, ing->final) < 0)
         return ag_err_set(&ing->err, -errno, "rename to %s: %s", ing->final, strerror(errno));
-    int rc = fsync_dir(ing->c->blobs);
+    rc = fsync_dir(ing->c->blobs);
     if (rc < 0)
         return ag_err_set(&ing->err, rc, "fsync %s: %s", ing->c->blobs, strerror(-rc));
     return 0;
@@ -437,9 +496,13 @@ static void ingest_destroy(struct img_ingest *ing)
         n = b->next;
         free(b);
     }
+    for (struct ibuf *b = ing->pool, *n; b != NULL; b = n) {
+        n = b->next;
+        free(b);
+    }
     if (ing->fd >= 0)
         close(ing->fd);
-    mbedtls_sha256_free(&ing->sha);
+    img_sha256_fini(&ing->sha);
     free(ing);
 }
 
@@ -452,7 +515,7 @@ static void after_write(struct img_ingest *ing)
         ing->backlog -= b->len;
         if (!b->reset && ing->werr == 0 && !ing->freed && ing->written_cb != NULL)
             ing->written_cb(ing, b->off, b->data, b->len, ing->data);
-        free(b);
+        ibuf_put(ing, b);
     }
 }
 
@@ -538,8 +601,7 @@ int img_ingest_open(uv_loop_t *loop, struct img_content *c, const char *digest, 
     ing->open_cb = cb;
     ing->data = data;
     ag_err_init(&ing->err);
-    mbedtls_sha256_init(&ing->sha);
-    mbedtls_sha256_starts_ret(&ing->sha, 0);
+    img_sha256_init(&ing->sha);
     snprintf(ing->partial, sizeof(ing->partial), "%s/%s.partial", c->ingest, ing->hex);
     snprintf(ing->final, sizeof(ing->final), "%s/%s", c->blobs, ing->hex);
     ing->next = c->active;
@@ -586,7 +648,7 @@ int img_ingest_write(struct img_ingest *ing, const uint8_t *p, size_t n)
         return 0;
     if (ing->size >= 0 && ing->offset + n > (uint64_t)ing->size)
         return -EFBIG;
-    struct ibuf *b = malloc(sizeof(*b) + n);
+    struct ibuf *b = ibuf_get(ing, n);
     if (b == NULL)
         return -ENOMEM;
     b->off = ing->offset;
@@ -605,6 +667,7 @@ int img_ingest_reset(struct img_ingest *ing)
 
     if (b == NULL)
         return -ENOMEM;
+    b->pooled = false;
     b->reset = true;
     int rc = enqueue(ing, b);
     if (rc == 0)
@@ -632,4 +695,13 @@ void img_ingest_free(struct img_ingest *ing)
         return;
     ing->freed = true;
     ingest_pump(ing);
+}
+
+size_t img_content_open_ingests(const struct img_content *c)
+{
+    size_t n = 0;
+
+    for (const struct img_ingest *it = c->active; it != NULL; it = it->next)
+        n++;
+    return n;
 }

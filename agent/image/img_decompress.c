@@ -8,13 +8,13 @@
  * object refuses further input. */
 #include "image/image.h"
 
-#include <mbedtls/sha256.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
 
-#define OUT_CHUNK (64 * 1024)
+/* Output piece size: each piece is one hash update and one tar feed. */
+#define OUT_CHUNK (256 * 1024)
 
 struct img_decomp {
     enum img_compression comp;
@@ -26,7 +26,7 @@ struct img_decomp {
     z_stream z;
     bool z_init;
     ZSTD_DStream *zs;
-    mbedtls_sha256_context sha;
+    struct img_sha256 sha;
     uint8_t out[OUT_CHUNK];
 };
 
@@ -45,9 +45,7 @@ int img_decomp_new(enum img_compression comp, uint64_t max_out, img_sink_cb sink
     d->max_out = max_out ? max_out : IMG_DECOMP_DEFAULT_MAX;
     d->sink = sink;
     d->ud = ud;
-    mbedtls_sha256_init(&d->sha);
-    if (mbedtls_sha256_starts_ret(&d->sha, 0) != 0)
-        goto fail;
+    img_sha256_init(&d->sha);
     if (comp == IMG_COMP_GZIP) {
         /* 16 + MAX_WBITS: gzip wrapper only, no raw deflate or zlib. */
         if (inflateInit2(&d->z, 16 + MAX_WBITS) != Z_OK)
@@ -72,7 +70,7 @@ void img_decomp_free(struct img_decomp *d)
     if (d->z_init)
         inflateEnd(&d->z);
     ZSTD_freeDStream(d->zs);
-    mbedtls_sha256_free(&d->sha);
+    img_sha256_fini(&d->sha);
     free(d);
 }
 
@@ -80,6 +78,8 @@ uint64_t img_decomp_total_out(const struct img_decomp *d) { return d->total_out;
 
 static int emit(struct img_decomp *d, const uint8_t *p, size_t n, struct ag_err *err)
 {
+    int rc;
+
     if (n == 0)
         return 0;
     if (n > d->max_out - d->total_out)
@@ -87,8 +87,8 @@ static int emit(struct img_decomp *d, const uint8_t *p, size_t n, struct ag_err 
                           "layer decompresses to more than %llu bytes (the configured limit)",
                           (unsigned long long)d->max_out);
     d->total_out += n;
-    if (mbedtls_sha256_update_ret(&d->sha, p, n) != 0)
-        return ag_err_set(err, -EIO, "sha256 update failed");
+    if ((rc = img_sha256_update(&d->sha, p, n)) < 0)
+        return ag_err_set(err, rc, "sha256 update failed: %s", strerror(-rc));
     return d->sink(d->ud, p, n, err);
 }
 
@@ -188,8 +188,7 @@ int img_decomp_feed(struct img_decomp *d, const uint8_t *in, size_t len, struct 
 
 int img_decomp_finish(struct img_decomp *d, char diff_id[IMG_DIGEST_MAX], struct ag_err *err)
 {
-    static const char hex[] = "0123456789abcdef";
-    uint8_t sum[32];
+    int rc;
 
     if (d->failed)
         return ag_err_set(err, -EINVAL, "decompressor used after an error");
@@ -199,14 +198,8 @@ int img_decomp_finish(struct img_decomp *d, char diff_id[IMG_DIGEST_MAX], struct
                           d->comp == IMG_COMP_GZIP ? "gzip" : "zstd",
                           (unsigned long long)d->total_in);
     }
-    if (mbedtls_sha256_finish_ret(&d->sha, sum) != 0)
-        return ag_err_set(err, -EIO, "sha256 finish failed");
     d->failed = true; /* finished: no more input */
-    memcpy(diff_id, "sha256:", 7);
-    for (size_t i = 0; i < 32; i++) {
-        diff_id[7 + 2 * i] = hex[sum[i] >> 4];
-        diff_id[8 + 2 * i] = hex[sum[i] & 15];
-    }
-    diff_id[71] = '\0';
+    if ((rc = img_sha256_finish_hex(&d->sha, diff_id)) < 0)
+        return ag_err_set(err, rc, "sha256 finish failed: %s", strerror(-rc));
     return 0;
 }

@@ -143,6 +143,12 @@ void img_tls_cfg_free(struct img_tls_cfg *cfg);
  * the name verified in the certificate. */
 int img_tls_new(struct img_tls_cfg *cfg, const char *server_name, struct img_tls **out) AG_WUR;
 void img_tls_free(struct img_tls *t);
+/* True if the certificate has an iPAddress subjectAltName equal to ip
+ * (ip_len 4 or 16 octets, network order).  Used by the verify callback that
+ * lets registries addressed by IP verify (mbedTLS 2.28 matches DNS names
+ * only); exposed for tests. */
+struct mbedtls_x509_crt;
+bool img_tls__cert_has_ip(const struct mbedtls_x509_crt *crt, const uint8_t *ip, size_t ip_len);
 /* Appends received ciphertext (copied); -ENOBUFS past 1 MiB unread. */
 int img_tls_feed(struct img_tls *t, const uint8_t *in, size_t len) AG_WUR;
 /* Advances the handshake: 0 when complete, -EAGAIN when more input is

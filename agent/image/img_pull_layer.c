@@ -1,14 +1,18 @@
 /* agent/image: layer jobs — one per ChainID in flight — download a layer
  * blob into the content store and unpack it into <layers>/<chain hex>/.
  *
- * Pipelining: every chunk the registry client writes to the ingest file
- * is copied into the job's queue and fed to img_unpack_feed on the thread
- * pool, one work item at a time, in order, so the layer is mostly unpacked
- * when its download ends.  When the stream is not contiguous from offset
- * 0 (a resume from a partial file, a server that ignored Range, the blob
- * already in the store) or the queue grows past PIPE_MAX_QUEUED, the
- * pipelined unpacker is dropped and the verified blob is unpacked from the
- * content store after the download (img_unpack_blob).  Either way the
+ * Pipelining: the registry client reports each chunk once it is in the
+ * ingest file; the job only advances its "on disk" mark and a work item on
+ * the thread pool reads the ingest file from where the unpacker stopped up
+ * to that mark and feeds img_unpack_feed (one work item at a time, in
+ * order), so the layer is mostly unpacked when its download ends.  Reading
+ * the file back (from the page cache) instead of queueing copies keeps
+ * memory flat however far the unpacker lags behind the network, and lets a
+ * download resumed from a partial file be unpacked from its first byte.
+ * When the stream is not contiguous (a server that ignored Range and
+ * restarted the blob, the blob already in the store), the pipelined
+ * unpacker is dropped and the verified blob is unpacked from the content
+ * store after the download (img_unpack_blob).  Either way the
  * layer is built in "<chain hex>.tmp-XXXXXX" and renamed into place only
  * after the DiffID matched and the tree was synced, so <layers>/<hex>
  * exists only complete.  Failures remove the temporary tree.
@@ -25,15 +29,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PIPE_MAX_QUEUED (64u << 20)
+/* Read size of the pipelined unpacker (one buffer per layer in flight). */
+#define FEED_BUF (256u * 1024)
+/* Bytes one feed work item unpacks at most: short items let the ingest
+ * writes of other downloads (same thread pool, FIFO) run between them, and
+ * a cancel or failure is noticed within a bounded time. */
+#define FEED_ITEM_MAX (1u << 20)
 
 enum job_work { W_NONE, W_PREPARE, W_FEED, W_FINISH, W_BLOB, W_CLEANUP };
-
-struct chunk {
-    struct chunk *next;
-    size_t len;
-    uint8_t data[];
-};
 
 struct job_waiter {
     struct job_waiter *next;
@@ -56,20 +59,20 @@ struct img_layer_job {
     struct job_waiter *waiters;
     struct img_fetch *fetch;
     bool fetching;
-    /* queue (loop thread) */
-    struct chunk *qhead, *qtail;
-    size_t qbytes;
-    uint64_t next_off;
+    /* loop thread */
+    uint64_t avail; /* contiguous bytes from 0 in the ingest file */
     bool pipelined;
     bool downloaded;
     bool failed;
     bool unpack_failed; /* failed by the unpacker while the download ran */
     bool finished_unpack;
     uint64_t done_bytes;
-    /* worker */
+    /* worker (the loop reads fed only while no work item is in flight) */
     uv_work_t work;
     enum job_work wkind;
-    struct chunk *batch;
+    uint64_t fed, feed_to;
+    int src_fd;
+    uint8_t *rbuf;
     struct img_unpack *u;
     bool exists;
     int wstatus;
@@ -79,15 +82,6 @@ struct img_layer_job {
 
 static void job_kick(struct img_layer_job *j);
 static void after_work(uv_work_t *w, int status);
-
-static void chunks_free(struct chunk *c)
-{
-    while (c != NULL) {
-        struct chunk *n = c->next;
-        free(c);
-        c = n;
-    }
-}
 
 /* ---- worker side ---------------------------------------------------------------- */
 
@@ -120,10 +114,51 @@ static void do_prepare(struct img_layer_job *j)
     j->wstatus = img_unpack_new(j->tmp, &o, &j->u, &j->werr);
 }
 
+static void close_src(struct img_layer_job *j)
+{
+    if (j->src_fd >= 0)
+        close(j->src_fd);
+    j->src_fd = -1;
+    free(j->rbuf);
+    j->rbuf = NULL;
+}
+
+/* Opens the blob being downloaded: its ingest file, or the published blob
+ * once the download committed (rename keeps the inode). */
+static int open_src(struct img_layer_job *j)
+{
+    char path[IMG_SVC_PATH_MAX];
+
+    if (img_content_ingest_path(j->svc->content, j->digest, path, sizeof(path)) == 0)
+        j->src_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (j->src_fd < 0 && img_content_blob_path(j->svc->content, j->digest, path, sizeof(path)) == 0)
+        j->src_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (j->src_fd < 0)
+        return ag_err_set(&j->werr, -errno ? -errno : -EIO, "layer %s: open download: %s",
+                          j->digest, strerror(errno));
+    if ((j->rbuf = malloc(FEED_BUF)) == NULL)
+        return ag_err_set(&j->werr, -ENOMEM, "out of memory");
+    return 0;
+}
+
 static void do_feed(struct img_layer_job *j)
 {
-    for (struct chunk *c = j->batch; c != NULL && j->wstatus == 0; c = c->next)
-        j->wstatus = img_unpack_feed(j->u, c->data, c->len, &j->werr);
+    if (j->src_fd < 0 && (j->wstatus = open_src(j)) < 0)
+        return;
+    while (j->fed < j->feed_to && j->wstatus == 0) {
+        size_t want = j->feed_to - j->fed < FEED_BUF ? (size_t)(j->feed_to - j->fed) : FEED_BUF;
+        ssize_t n = pread(j->src_fd, j->rbuf, want, (off_t)j->fed);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            j->wstatus = ag_err_set(&j->werr, n < 0 ? -errno : -EIO,
+                                    "layer %s: read download at %llu: %s", j->digest,
+                                    (unsigned long long)j->fed, n < 0 ? strerror(errno) : "short");
+            return;
+        }
+        j->wstatus = img_unpack_feed(j->u, j->rbuf, (size_t)n, &j->werr);
+        j->fed += (uint64_t)n;
+    }
 }
 
 static int publish(struct img_layer_job *j)
@@ -156,6 +191,7 @@ static void do_finish(struct img_layer_job *j)
 {
     char diff_id[IMG_DIGEST_MAX];
 
+    close_src(j);
     j->wstatus = img_unpack_finish(j->u, diff_id, &j->werr);
     img_unpack_free(j->u);
     j->u = NULL;
@@ -165,6 +201,7 @@ static void do_finish(struct img_layer_job *j)
 
 static void drop_tmp(struct img_layer_job *j)
 {
+    close_src(j);
     img_unpack_free(j->u);
     j->u = NULL;
     if (j->tmp[0] != '\0')
@@ -217,17 +254,21 @@ static void on_work(uv_work_t *w)
 
 /* ---- loop side ------------------------------------------------------------------- */
 
-static void job_free(struct img_layer_job *j)
+static void job_unlink(struct img_layer_job *j)
 {
-    struct img_svc *s = j->svc;
-
-    for (struct img_layer_job **pp = &s->jobs; *pp != NULL; pp = &(*pp)->next)
+    for (struct img_layer_job **pp = &j->svc->jobs; *pp != NULL; pp = &(*pp)->next)
         if (*pp == j) {
             *pp = j->next;
             break;
         }
-    chunks_free(j->qhead);
-    chunks_free(j->batch);
+}
+
+static void job_free(struct img_layer_job *j)
+{
+    struct img_svc *s = j->svc;
+
+    job_unlink(j);
+    close_src(j);
     while (j->waiters != NULL) {
         struct job_waiter *w = j->waiters;
         j->waiters = w->next;
@@ -238,11 +279,19 @@ static void job_free(struct img_layer_job *j)
     img_svc__maybe_free(s);
 }
 
-/* Reports to every waiter, then frees the job. */
+/* Reports to every waiter, then frees the job.  The job leaves the
+ * service's list first: a waiter that fails its pull garbage-collects the
+ * pull's layers at once, and a layer this job published just before it was
+ * cancelled must not look in use by it then. */
 static void job_complete(struct img_layer_job *j, int status)
 {
+    struct img_svc *s = j->svc;
     struct job_waiter *w = j->waiters;
 
+    job_unlink(j);
+    /* Busy guard: unlinked, the job no longer keeps a closing service
+     * alive, and the callbacks may end its last pull. */
+    s->busy++;
     j->waiters = NULL;
     while (w != NULL) {
         struct job_waiter *n = w->next;
@@ -251,6 +300,7 @@ static void job_complete(struct img_layer_job *j, int status)
         w = n;
     }
     job_free(j);
+    img_svc__unbusy(s);
 }
 
 static void start_work(struct img_layer_job *j, enum job_work kind)
@@ -285,31 +335,19 @@ static void job_fail(struct img_layer_job *j, int status, const struct ag_err *e
 static void on_blob_data(uint64_t off, const uint8_t *p, size_t n, void *data)
 {
     struct img_layer_job *j = data;
-    struct chunk *c;
 
+    (void)p; /* the unpacker reads the ingest file itself */
     if (j->failed || !j->pipelined)
         return;
-    if (off != j->next_off || j->qbytes + n > PIPE_MAX_QUEUED ||
-        (c = malloc(sizeof(*c) + n)) == NULL) {
-        /* Not contiguous from 0 (resume, Range ignored) or too far behind:
-         * unpack from the verified blob after the download instead. */
+    if (off == j->avail || (j->avail == 0 && off > 0)) {
+        /* In order, or the first chunk of a download resumed from a
+         * partial file: the bytes before it are already in that file. */
+        j->avail = off + n;
+    } else {
+        /* Restarted from 0 (Range ignored): the file is being rewritten
+         * under the unpacker; unpack the verified blob afterwards. */
         j->pipelined = false;
-        chunks_free(j->qhead);
-        j->qhead = j->qtail = NULL;
-        j->qbytes = 0;
-        job_kick(j);
-        return;
     }
-    c->next = NULL;
-    c->len = n;
-    memcpy(c->data, p, n);
-    if (j->qtail != NULL)
-        j->qtail->next = c;
-    else
-        j->qhead = c;
-    j->qtail = c;
-    j->qbytes += n;
-    j->next_off = off + n;
     job_kick(j);
 }
 
@@ -336,7 +374,7 @@ static void on_blob_done(int status, const struct ag_err *err, void *data)
     }
     if (j->size >= 0)
         j->done_bytes = (uint64_t)j->size;
-    if (j->pipelined && (j->size < 0 || j->next_off != (uint64_t)j->size))
+    if (j->pipelined && (j->size < 0 || j->avail != (uint64_t)j->size))
         j->pipelined = false; /* blob was already there: unpack it from the store */
     job_kick(j);
 }
@@ -370,8 +408,8 @@ static void after_work(uv_work_t *w, int status)
     (void)status;
     j->wkind = W_NONE;
     img_svc__unbusy(j->svc);
-    chunks_free(j->batch);
-    j->batch = NULL;
+    if (kind == W_FEED && !j->pipelined)
+        j->wstatus = 0; /* read a file being rewritten: the blob is unpacked later */
     if (j->wstatus < 0 && !j->failed) {
         /* Let a running download end: if the blob fails its digest check,
          * that is the cause to report (corrupt bytes also break the
@@ -416,10 +454,8 @@ static void job_kick(struct img_layer_job *j)
         job_complete(j, 0);
         return;
     }
-    if (j->pipelined && j->qhead != NULL) {
-        j->batch = j->qhead;
-        j->qhead = j->qtail = NULL;
-        j->qbytes = 0;
+    if (j->pipelined && j->avail > j->fed && j->u != NULL) {
+        j->feed_to = j->avail - j->fed > FEED_ITEM_MAX ? j->fed + FEED_ITEM_MAX : j->avail;
         start_work(j, W_FEED);
         return;
     }
@@ -448,6 +484,7 @@ static int job_new(struct img_svc *s, const struct img_layer_req *r, struct img_
     if (j == NULL)
         return ag_err_set(err, -ENOMEM, "out of memory");
     j->svc = s;
+    j->src_fd = -1;
     snprintf(j->chain_hex, sizeof(j->chain_hex), "%s", r->chain_id + strlen("sha256:"));
     snprintf(j->digest, sizeof(j->digest), "%s", r->digest);
     snprintf(j->diff_id, sizeof(j->diff_id), "%s", r->diff_id);

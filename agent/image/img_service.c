@@ -84,7 +84,6 @@ static void clean_leftovers(const char *layers_dir)
 int img_svc_new(const struct img_svc_opts *o, struct img_svc **out, struct ag_err *err)
 {
     struct img_svc *s = calloc(1, sizeof(*s));
-    char content[IMG_SVC_PATH_MAX];
     int rc;
 
     if (s == NULL)
@@ -96,8 +95,7 @@ int img_svc_new(const struct img_svc_opts *o, struct img_svc **out, struct ag_er
     s->unpack_flags = o->unpack_flags;
     if (snprintf(s->root, sizeof(s->root), "%s", o->root) >= (int)sizeof(s->root) ||
         snprintf(s->layers_dir, sizeof(s->layers_dir), "%s/layers", o->root) >=
-            (int)sizeof(s->layers_dir) ||
-        snprintf(content, sizeof(content), "%s/content", o->root) >= (int)sizeof(content)) {
+            (int)sizeof(s->layers_dir)) {
         free(s);
         return ag_err_set(err, -ENAMETOOLONG, "root path too long");
     }
@@ -110,7 +108,7 @@ int img_svc_new(const struct img_svc_opts *o, struct img_svc **out, struct ag_er
     rc = o->platform ? img_platform_parse(o->platform, &s->platform, err)
                      : img_platform_host(&s->platform, err);
     if (rc == 0)
-        rc = img_content_open(content, &s->content, err);
+        rc = img_content_open(o->root, &s->content, err); /* <root>/content */
     if (rc == 0 && o->registries != NULL && o->registries[0] != '\0')
         rc = img_registries_load(o->registries, &s->regs, err);
     if (rc == 0) {
@@ -164,15 +162,17 @@ static void on_retire_closed(uv_handle_t *h)
 }
 
 /* The registry client frees its ingests only after their thread-pool work
- * ends; the content store may go only then.  libuv counts queued work as
- * active requests of the loop, so wait for none to be left (bounded). */
+ * ends (an ingest is "open" until then); the content store may go only
+ * when none is left (bounded wait).  Other thread-pool work of the service
+ * has ended already (busy == 0) and keeps no pointer to the store. */
 static void on_retire_tick(uv_timer_t *t)
 {
     struct retire *r = t->data;
+    size_t open = img_content_open_ingests(r->content);
 
-    if (t->loop->active_reqs.count > 0 && ++r->ticks < FREE_POLL_MAX)
+    if (open > 0 && ++r->ticks < FREE_POLL_MAX)
         return;
-    if (t->loop->active_reqs.count == 0)
+    if (open == 0)
         img_content_free(r->content);
     else
         ag_log(AG_WARN, "image service: work still in flight at close; content store kept");

@@ -7,15 +7,23 @@
  * appended to `out`, which img_conn writes to the socket.  A shared
  * img_tls_cfg holds what is per registry host: the system CA bundle plus an
  * extra CA, the client certificate for mTLS, and whether verification is
- * skipped (only when configured).  Invariant: a session never reports its
+ * skipped (only when configured).  mbedTLS 2.28 matches the host name only
+ * against dNSName SANs and the CN, so for a registry addressed by an IP
+ * literal a verify callback looks for an iPAddress SAN equal to that
+ * address in the leaf certificate and clears only the name-mismatch flag
+ * when one matches (RFC 6125 / what Go and OpenSSL do); the chain, dates
+ * and every other check stay mbedTLS's.  Invariant: a session never reports its
  * handshake done unless the peer's certificate verified (or verification
  * was explicitly disabled), and the queues stay bounded (IN_MAX, OUT_MAX).
  */
 #include "image/img_net.h"
 
+#include <arpa/inet.h>
+#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
@@ -36,6 +44,8 @@ struct img_tls_cfg {
 
 struct img_tls {
     mbedtls_ssl_context ssl;
+    uint8_t ip[16]; /* the server's address when it was given as an IP literal */
+    size_t ip_len;  /* 4, 16, or 0 for a DNS name */
     uint8_t *in;
     size_t in_off, in_len, in_cap;
     uint8_t *out;
@@ -166,6 +176,99 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
     return (int)len;
 }
 
+/* ---- IP address SANs ------------------------------------------------------------ */
+
+/* GeneralNames (a SEQUENCE of context-tagged names) in [p, end): true if
+ * one is an iPAddress ([7], 4 or 16 octets) equal to ip. */
+static bool names_have_ip(unsigned char *p, const unsigned char *end, const uint8_t *ip,
+                          size_t ip_len)
+{
+    size_t len;
+
+    if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+        return false;
+    end = p + len;
+    while (p < end) {
+        unsigned char tag = *p++;
+        if (mbedtls_asn1_get_len(&p, end, &len) != 0)
+            return false;
+        if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS) && len == ip_len &&
+            memcmp(p, ip, ip_len) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+/* Walks the certificate's v3 extensions (Extensions ::= SEQUENCE OF
+ * SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET
+ * STRING }) to the subjectAltName one.  mbedTLS already parsed these bytes;
+ * every length is still checked against its enclosing element. */
+bool img_tls__cert_has_ip(const mbedtls_x509_crt *crt, const uint8_t *ip, size_t ip_len)
+{
+    unsigned char *p = crt->v3_ext.p, *end, *ext_end;
+    mbedtls_x509_buf oid;
+    size_t len;
+    int critical;
+
+    if (p == NULL || crt->v3_ext.len == 0 || (ip_len != 4 && ip_len != 16))
+        return false;
+    end = p + crt->v3_ext.len;
+    if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+        return false;
+    end = p + len;
+    while (p < end) {
+        if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) !=
+            0)
+            return false;
+        ext_end = p + len;
+        if (mbedtls_asn1_get_tag(&p, ext_end, &oid.len, MBEDTLS_ASN1_OID) != 0)
+            return false;
+        oid.p = p;
+        p += oid.len;
+        if (p < ext_end && *p == MBEDTLS_ASN1_BOOLEAN &&
+            mbedtls_asn1_get_bool(&p, ext_end, &critical) != 0)
+            return false;
+        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0)
+            return false;
+        if (MBEDTLS_OID_CMP(MBEDTLS_OID_SUBJECT_ALT_NAME, &oid) == 0)
+            return names_have_ip(p, p + len, ip, ip_len);
+        p = ext_end;
+    }
+    return false;
+}
+
+/* mbedTLS calls this for each certificate of the verified chain (depth 0 is
+ * the server's) with the flags found so far. */
+static int verify_ip(void *data, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    struct img_tls *t = data;
+
+    if (depth == 0 && t->ip_len > 0 && (*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) &&
+        img_tls__cert_has_ip(crt, t->ip, t->ip_len))
+        *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    return 0;
+}
+
+/* Sets t->ip when name is an IPv4 or IPv6 literal ("[::1]" or "::1"). */
+static void parse_ip(struct img_tls *t, const char *name)
+{
+    char buf[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(name);
+
+    if (inet_pton(AF_INET, name, t->ip) == 1) {
+        t->ip_len = 4;
+        return;
+    }
+    if (n >= 2 && name[0] == '[' && name[n - 1] == ']' && n - 2 < sizeof(buf)) {
+        memcpy(buf, name + 1, n - 2);
+        buf[n - 2] = '\0';
+        name = buf;
+    }
+    if (inet_pton(AF_INET6, name, t->ip) == 1)
+        t->ip_len = 16;
+}
+
 int img_tls_new(struct img_tls_cfg *cfg, const char *server_name, struct img_tls **out)
 {
     struct img_tls *t = calloc(1, sizeof(*t));
@@ -179,6 +282,9 @@ int img_tls_new(struct img_tls_cfg *cfg, const char *server_name, struct img_tls
         return -ENOMEM;
     }
     mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+    parse_ip(t, server_name);
+    if (t->ip_len > 0)
+        mbedtls_ssl_set_verify(&t->ssl, verify_ip, t);
     *out = t;
     return 0;
 }

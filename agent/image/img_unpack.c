@@ -22,6 +22,9 @@
 #include <sys/xattr.h>
 
 #define DEFAULT_MAX_ENTRIES 1000000
+/* Large files: start writeback every WRITEBACK_STEP bytes so the layer's
+ * final sync finds little left to write. */
+#define WRITEBACK_STEP (8u << 20)
 #define DEFERRED_BYTES_MAX (64u << 20)
 #define WHITEOUT_PREFIX ".wh."
 #define OPAQUE_NAME ".wh..wh..opq"
@@ -40,6 +43,14 @@ struct saved_xattr {
 
 struct img_unpack {
     int root_fd;
+    /* Parent directory of the last regular file, reused by the next one in
+     * the same directory (tars list a directory's files together).  Only
+     * regular-file entries keep it: any other entry can change the tree. */
+    int parent_fd;
+    char parent[IMG_TAR_PATH_MAX + 1];
+    uid_t euid;
+    gid_t egid;
+    mode_t umask; /* the process umask, or 0777 when unknown (always chmod) */
     struct img_unpack_opts opts;
     char expected[IMG_DIGEST_MAX];
     bool priv;
@@ -51,6 +62,7 @@ struct img_unpack {
     int file_fd;
     char cur[IMG_TAR_PATH_MAX + 1];
     uint32_t cur_mode, cur_uid, cur_gid;
+    uint64_t cur_written, cur_flushed;
     struct timespec cur_mtime;
     struct saved_xattr *cur_xattrs;
     size_t cur_xattrs_count;
@@ -521,13 +533,45 @@ static int make_node(struct img_unpack *u, const struct img_tar_entry *e, int di
     return 0;
 }
 
+/* The mode a regular file is created with: its final permission bits when
+ * the umask keeps them all (then no fchmod is needed), else 0600.  The
+ * tree is private (0700) until it is published. */
+static mode_t create_mode(const struct img_unpack *u, const struct img_tar_entry *e)
+{
+    mode_t perm = e->mode & 0777;
+
+    return (e->mode & 07000) == 0 && (perm & u->umask) == 0 ? perm : 0600;
+}
+
+/* Creates a regular file's slot without a stat first: only when the name
+ * is taken (an earlier entry of this layer) is it replaced. */
+static int create_file(struct img_unpack *u, const struct img_tar_entry *e, int dir_fd,
+                       const char *base, const char *path, struct ag_err *err)
+{
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = openat(dir_fd, base, flags, create_mode(u, e));
+    int rc;
+
+    if (fd < 0 && errno == EEXIST) {
+        if ((rc = prepare_slot(dir_fd, base, false, path, err)) < 0)
+            return rc;
+        fd = openat(dir_fd, base, flags, create_mode(u, e));
+    }
+    if (fd < 0)
+        return fail_errno(err, -errno, path, "create");
+    return fd;
+}
+
 static int start_file(struct img_unpack *u, const struct img_tar_entry *e, int dir_fd,
                       const char *base, const char *path, struct ag_err *err)
 {
-    u->file_fd = openat(dir_fd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (u->file_fd < 0)
-        return fail_errno(err, -errno, path, "create");
+    int fd = create_file(u, e, dir_fd, base, path, err);
+
+    if (fd < 0)
+        return fd;
+    u->file_fd = fd;
     snprintf(u->cur, sizeof(u->cur), "%s", path);
+    u->cur_written = u->cur_flushed = 0;
     u->cur_mode = e->mode;
     u->cur_uid = e->uid;
     u->cur_gid = e->gid;
@@ -565,6 +609,8 @@ static int entry_in_dir(struct img_unpack *u, const struct img_tar_entry *e, con
         return do_whiteout(u, path, dirbuf, base, dir_fd, err);
     if (e->type == IMG_TAR_HARDLINK)
         return make_hardlink(u, e, dir_fd, base, path, err);
+    if (e->type == IMG_TAR_REG)
+        return start_file(u, e, dir_fd, base, path, err);
     if ((rc = prepare_slot(dir_fd, base, is_dir, path, err)) < 0)
         return rc;
     switch (e->type) {
@@ -578,14 +624,66 @@ static int entry_in_dir(struct img_unpack *u, const struct img_tar_entry *e, con
         if (symlinkat(e->linkname, dir_fd, base) < 0)
             return fail_errno(err, -errno, path, "symlink");
         break;
-    case IMG_TAR_REG:
-        return start_file(u, e, dir_fd, base, path, err);
     default:
         if ((rc = make_node(u, e, dir_fd, base, path, err)) != 0)
             return rc > 0 ? 0 : rc;
         break;
     }
     return apply_common(u, e, dir_fd, base, path, is_dir, err);
+}
+
+static void drop_parent(struct img_unpack *u)
+{
+    if (u->parent_fd >= 0)
+        close(u->parent_fd);
+    u->parent_fd = -1;
+    u->parent[0] = '\0';
+}
+
+/* A regular file: reuses the previous file's parent directory when it is
+ * the same one.  Whiteout markers go the general way. */
+static int reg_entry(struct img_unpack *u, const struct img_tar_entry *e, const char *path,
+                     struct ag_err *err)
+{
+    char dirbuf[IMG_TAR_PATH_MAX + 1];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    int dir_fd, rc;
+
+    if (strncmp(base, WHITEOUT_PREFIX, strlen(WHITEOUT_PREFIX)) == 0) {
+        drop_parent(u);
+        if ((rc = open_parent(u, path, dirbuf, &base, &dir_fd, true, err)) < 0)
+            return rc;
+        rc = entry_in_dir(u, e, path, dirbuf, base, dir_fd, err);
+        close(dir_fd);
+        return rc;
+    }
+    if (u->parent_fd < 0 || strlen(u->parent) != dlen || memcmp(u->parent, path, dlen) != 0) {
+        drop_parent(u);
+        if ((rc = open_parent(u, path, dirbuf, &base, &dir_fd, true, err)) < 0)
+            return rc;
+        u->parent_fd = dir_fd;
+        memcpy(u->parent, path, dlen);
+        u->parent[dlen] = '\0';
+    }
+    return start_file(u, e, u->parent_fd, base, path, err);
+}
+
+/* The process umask, without changing it (umask() would race with other
+ * threads): 0777 ("always chmod") when /proc is not readable. */
+static mode_t read_umask(void)
+{
+    char *text = NULL, *line;
+    unsigned long v;
+    mode_t m = 0777;
+
+    if (ag_file_read("/proc/self/status", 65536, &text, NULL) < 0)
+        return m;
+    if ((line = strstr(text, "\nUmask:")) != NULL && sscanf(line + 7, "%lo", &v) == 1)
+        m = (mode_t)(v & 0777);
+    free(text);
+    return m;
 }
 
 static int on_entry(void *ud, const struct img_tar_entry *e, struct ag_err *err)
@@ -607,6 +705,9 @@ static int on_entry(void *ud, const struct img_tar_entry *e, struct ag_err *err)
             return fail_entry(err, -EINVAL, e->path, "non-directory entry for the layer root");
         return 0;
     }
+    if (e->type == IMG_TAR_REG)
+        return reg_entry(u, e, path, err);
+    drop_parent(u);
     if ((rc = open_parent(u, path, dirbuf, &base, &dir_fd, true, err)) < 0)
         return rc;
     rc = entry_in_dir(u, e, path, dirbuf, base, dir_fd, err);
@@ -629,6 +730,13 @@ static int on_data(void *ud, const uint8_t *data, size_t len, struct ag_err *err
             return fail_errno(err, n < 0 ? -errno : -EIO, u->cur, "write");
         data += n;
         len -= (size_t)n;
+        u->cur_written += (uint64_t)n;
+    }
+    if (u->cur_written - u->cur_flushed >= WRITEBACK_STEP) {
+        /* Asynchronous: only queues the pages for writeback (best effort). */
+        (void)sync_file_range(u->file_fd, (off_t)u->cur_flushed,
+                              (off_t)(u->cur_written - u->cur_flushed), SYNC_FILE_RANGE_WRITE);
+        u->cur_flushed = u->cur_written;
     }
     return 0;
 }
@@ -650,13 +758,18 @@ static int finish_file(struct img_unpack *u, struct ag_err *err)
     int fd = u->file_fd;
     int rc;
 
-    if (u->priv && fchown(fd, u->cur_uid, u->cur_gid) < 0) {
+    /* A new file already belongs to euid:egid (no parent directory is
+     * setgid while the layer is built: directory modes are applied last). */
+    bool owned = u->cur_uid == u->euid && u->cur_gid == u->egid;
+    if (u->priv && !owned && fchown(fd, u->cur_uid, u->cur_gid) < 0) {
         if (errno != EPERM && errno != EINVAL)
             return fail_errno(err, -errno, u->cur, "chown");
         warn(u, "entry %.128s: ownership not applied (%s)", u->cur, strerror(errno));
     }
-    /* After chown, which clears set-id bits. */
-    if (fchmod(fd, u->cur_mode) < 0)
+    /* After chown, which clears set-id bits.  Not needed when the file was
+     * created with exactly its mode (create_mode). */
+    bool exact = (u->cur_mode & 07000) == 0 && ((u->cur_mode & 0777) & u->umask) == 0;
+    if (!exact && fchmod(fd, u->cur_mode) < 0)
         return fail_errno(err, -errno, u->cur, "chmod");
     for (size_t i = 0; i < u->cur_xattrs_count; i++) {
         struct saved_xattr *x = &u->cur_xattrs[i];
@@ -703,6 +816,10 @@ int img_unpack_new(const char *dir, const struct img_unpack_opts *opts, struct i
     if (u == NULL)
         return ag_err_set(err, -ENOMEM, "out of memory");
     u->file_fd = -1;
+    u->parent_fd = -1;
+    u->euid = geteuid();
+    u->egid = getegid();
+    u->umask = read_umask();
     u->opts = *opts;
     u->opts.expected_diff_id = NULL;
     if (u->opts.max_entries == 0)
@@ -740,6 +857,7 @@ void img_unpack_free(struct img_unpack *u)
         return;
     if (u->file_fd >= 0)
         close(u->file_fd);
+    drop_parent(u);
     drop_cur_xattrs(u);
     for (size_t i = 0; i < u->dirs_count; i++)
         free(u->dirs[i].path);

@@ -8,11 +8,29 @@ file of --pull-mb.  Each runtime pulls both through CRI PullImage
 (containerd: the registry configured as a plain-HTTP host in its hosts.toml
 directory).  Per image it reports the wall time of PullImage, the peak RSS
 of the daemon's process tree sampled every 10 ms during the pull
-(VmRSS from /proc/PID/status), and the bytes the tree wrote to disk
-(/proc/PID/io write_bytes, before/after).
+(VmRSS from /proc/PID/status), the CPU time the tree used (utime + stime,
+with reaped children's, from /proc/PID/stat, before/after), and the bytes
+the tree wrote to disk (/proc/PID/io write_bytes, before/after).  Each
+pull's figures are also printed to stderr as they are taken.
+
+The workload runs in rounds (harness --rounds, runtimes alternating, medians
+reported); each round ends by removing both images (not timed), so the next
+round pulls everything again.  Before each pull the page cache is flushed
+(sync) and the runtime is left to settle until its process tree uses no
+more CPU (bounded): removal is asynchronous in containerd (its garbage
+collector deletes the snapshots later) and must not be billed to the next
+pull, nor dirty pages of the previous one.
 
 Why: the issue's benchmark ("faster than containerd, and a fraction of its
 memory"), measured on the same machine in one run.
+
+The images are built, and the registry stores them, on tmpfs (/dev/shm)
+when it has room: building them creates and deletes hundreds of thousands
+of files (umoci unpacks every earlier layer again for each new one), and on
+the disk the runtimes unpack to, that would slow down whichever runtime
+pulls first (ext4 skips recently deleted inodes when allocating new ones,
+a linear scan per file created for a minute or more).  Both runtimes then
+read the same registry from memory and write only their own files to disk.
 
 Invariants: servers listen on 127.0.0.1 only; the registry and image
 directories are removed at exit.
@@ -59,15 +77,26 @@ def _big_layer(root, mb):
             f.write(os.urandom(1 << 20))
 
 
+def _scratch_dir(mb):
+    """/dev/shm when it is a tmpfs with room for the layout and the registry
+    (about 3x the image data, plus the largest unpacked bundle); else None
+    (the default temporary directory)."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if st.f_bavail * st.f_frsize > (8 * mb + 512) << 20 else None
+
+
 def _setup(opts):
     if _ENV:
         return _ENV
-    tmp = tempfile.mkdtemp(prefix="pcbench-pull-")
+    mb = getattr(opts, "pull_mb", 200)
+    tmp = tempfile.mkdtemp(prefix="pcbench-pull-", dir=_scratch_dir(mb))
     atexit.register(shutil.rmtree, tmp, True)
     reg = lib_images.Registry(os.path.join(tmp, "registry"))
     atexit.register(reg.stop)
     lay = lib_images.Layout(os.path.join(tmp, "layout"))
-    mb = getattr(opts, "pull_mb", 200)
     t0 = time.monotonic()
     lay.new("files")
     for k in range(5):
@@ -126,6 +155,31 @@ def _write_bytes(pid):
     return total
 
 
+def _cpu_s(pid):
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(rt, limit=120.0):
+    """sync, then wait until the runtime's tree used under 30 ms of CPU in a
+    second (its asynchronous deletions are done), at most `limit` s."""
+    os.sync()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        c0 = _cpu_s(rt.pid())
+        time.sleep(1.0)
+        if _cpu_s(rt.pid()) - c0 < 0.03:
+            break
+    os.sync()
+
+
 def _containerd_hosts(rt, host):
     d = os.path.join(rt.workdir, "registry", host)
     os.makedirs(d, exist_ok=True)
@@ -148,18 +202,31 @@ def workload_pull(rt, cri, opts):
                 peak[0] = max(peak[0], _rss_kib(rt.pid()))
                 time.sleep(0.01)
         th = threading.Thread(target=sample, daemon=True)
+        _settle(rt)
         wb0 = _write_bytes(rt.pid())
+        cpu0 = _cpu_s(rt.pid())
         th.start()
         t0 = time.monotonic()
         cri.call("PullImage", rt.pb.PullImageRequest(image=rt.pb.ImageSpec(image=image)),
                  timeout=900)
         dt = time.monotonic() - t0
+        cpu = _cpu_s(rt.pid()) - cpu0
         stop.set()
         th.join(5)
         # Let the daemon finish asynchronous writes it started for this pull.
         time.sleep(1.0)
         wb = _write_bytes(rt.pid()) - wb0
+        print("bench: pull %s on %s: %.2f s, %.2f s CPU, peak RSS %d KiB"
+              % (name, rt.name, dt, cpu, peak[0]), file=sys.stderr)
         out += [Metric("pull %s time" % name, dt, "s"),
+                Metric("pull %s CPU time" % name, cpu, "s"),
                 Metric("pull %s peak RSS" % name, peak[0], "KiB"),
                 Metric("pull %s disk writes" % name, wb / (1 << 20), "MiB")]
+    # Not timed: the next round (alternating runtimes) pulls from scratch.
+    for image in env["images"].values():
+        cri.call("RemoveImage", rt.pb.RemoveImageRequest(image=rt.pb.ImageSpec(image=image)),
+                 timeout=300)
     return out
+
+
+workload_pull.rounds = True

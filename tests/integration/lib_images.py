@@ -192,10 +192,11 @@ def build_layered(layout, tag):
 
 class Registry:
     """Debian's docker-registry on 127.0.0.1:<free port>, storage under tmp.
-    tls: serve HTTPS with a certificate from a CA made here (self.ca).
+    tls: serve HTTPS with a certificate from a CA made here (self.ca);
+    cert_sans: its subjectAltName list (make_certs; default IP and DNS).
     htpasswd: (user, password) for Basic auth.  token: a TokenServer."""
 
-    def __init__(self, tmp, tls=False, htpasswd=None, token=None):
+    def __init__(self, tmp, tls=False, htpasswd=None, token=None, cert_sans=None):
         self.tmp = tmp
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -210,7 +211,7 @@ class Registry:
             "http:", f"  addr: 127.0.0.1:{self.port}",
         ]
         if tls:
-            self.ca, cert, key = make_certs(tmp, "127.0.0.1")
+            self.ca, cert, key = make_certs(tmp, "127.0.0.1", sans=cert_sans)
             cfg += ["  tls:", f"    certificate: {cert}", f"    key: {key}"]
         if htpasswd:
             pw = run("htpasswd", "-Bbn", htpasswd[0], htpasswd[1]).stdout.strip()
@@ -269,19 +270,22 @@ class Registry:
         self.log.close()
 
 
-def make_certs(tmp, ip):
-    """A CA and a server certificate for ip, made with openssl."""
+def make_certs(tmp, ip, sans=None):
+    """A CA and a server certificate for ip, made with openssl.  sans: the
+    subjectAltName value (default "IP:<ip>,DNS:localhost"; "IP:<ip>" alone
+    for an IP-only certificate).  The subject CN is always "test registry",
+    so a client can only match the host through a SAN."""
     d = os.path.join(tmp, "certs")
     os.makedirs(d, exist_ok=True)
     ca, cakey = f"{d}/ca.crt", f"{d}/ca.key"
     cert, key, csr = f"{d}/server.crt", f"{d}/server.key", f"{d}/server.csr"
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
         "-subj", "/CN=picocri test CA", "-keyout", cakey, "-out", ca)
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={ip}",
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=test registry",
         "-keyout", key, "-out", csr)
     ext = f"{d}/ext.cnf"
     with open(ext, "w") as f:
-        f.write(f"subjectAltName=IP:{ip},DNS:localhost\n")
+        f.write("subjectAltName=%s\n" % (sans or f"IP:{ip},DNS:localhost"))
     run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey,
         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert)
     # The CA alone in its own directory: clients given a certificate directory

@@ -11,6 +11,7 @@ import io
 import os
 import subprocess
 import tarfile
+import time
 
 import grpc
 import pytest
@@ -84,12 +85,66 @@ def test_drop_mid_blob_resumes_with_only_the_rest(daemon, cri, pb, reg, proxy):
                for p, r in proxy.ranges), proxy.ranges
 
 
+def partial_size(daemon, digest):
+    path = os.path.join(daemon.root, "content", "ingest", digest[7:] + ".partial")
+    return os.path.getsize(path) if os.path.exists(path) else None
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_client_cancel_mid_blob_stops_and_resumes(daemon, cri, pb, reg, proxy):
+    layer = big_layer(reg, "bad/plain")
+    digest, size = layer["digest"], layer["size"]
+    # 256 KiB/s: the 4 MiB layer would take 16 s.
+    proxy.faults[digest] = {"rate": 256 << 10}
+    req = pb.PullImageRequest(image=pb.ImageSpec(image=f"{proxy.host}/bad/plain:1"))
+    fut = cri.future("PullImage", req, timeout=120)
+    wait_for(lambda: proxy.served_for(digest) >= 512 << 10, 30, "half a MiB served")
+    assert fut.cancel()
+    # The download stops: the proxy's writes fail once the daemon closed the
+    # connection, so the bytes served stop growing well before the end.
+    last, stable_since = -1, time.monotonic()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and time.monotonic() - stable_since < 1.5:
+        now = proxy.served_for(digest)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        time.sleep(0.1)
+    assert time.monotonic() - stable_since >= 1.5, "download did not stop after the cancel"
+    assert last < size, (last, size)
+    # Nothing half-written is visible; the partial download stays.
+    wait_for(lambda: partial_size(daemon, digest), 10, "the partial file")
+    have = partial_size(daemon, digest)
+    assert 0 < have < size, (have, size)
+    assert_clean(daemon)
+    assert_alive(daemon)
+    # A later pull resumes from the partial file and fetches only the rest.
+    proxy.faults.clear()
+    before = proxy.served_for(digest)
+    image_id = pull(cri, pb, f"{proxy.host}/bad/plain:1")
+    assert image_id == manifest_of(reg, "bad/plain", "1")["config"]["digest"]
+    assert proxy.served_for(digest) - before == size - have, (before, have, size)
+    assert any(digest in p and r.startswith("bytes=%d-" % have) for p, r in proxy.ranges), \
+        proxy.ranges
+    assert digest[7:] in blobs(daemon)
+    assert partial_size(daemon, digest) is None
+
+
 def test_blob_digest_mismatch(daemon, cri, pb, reg, proxy):
     layer = big_layer(reg, "bad/plain")
     proxy.faults[layer["digest"]] = {"corrupt": True}
     e = pull_error(cri, pb, f"{proxy.host}/bad/plain:1")
     assert "digest" in e.details() or "sha256" in e.details(), e.details()
     assert layer["digest"][7:] not in blobs(daemon)
+    # The corrupt download is not kept for a resume either.
+    assert partial_size(daemon, layer["digest"]) is None
     assert_clean(daemon)
     assert_alive(daemon)
 
@@ -136,10 +191,21 @@ def test_decompression_bomb_limit(daemon_factory, pb, reg):
     assert_alive(d)
 
 
-def test_invalid_characters_in_reference(daemon, cri, pb):
-    e = pull_error(cri, pb, "reg.example/na$me:tag")
-    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+@pytest.mark.parametrize("ref", [
+    "reg.example/na$me:tag",
+    "docker.io/library/BusyBox:1",
+    "busybox:bad tag",
+    "busybox:-leading-dash",
+    "busybox@sha256:1234",
+    "busybox:tag\n",
+    "reg.example/a//b:1",
+])
+def test_invalid_characters_in_reference(daemon, cri, pb, ref):
+    e = pull_error(cri, pb, ref)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (ref, e.code(), e.details())
+    assert e.details(), ref
     assert_clean(daemon)
+    assert os.listdir(os.path.join(daemon.root, "content", "ingest")) == []
 
 
 # ---- auth, TLS, mirrors ---------------------------------------------------------------
@@ -223,6 +289,34 @@ def test_tls_with_ca_from_registries_yaml(daemon_factory, pb, layout, tmp_path):
         assert "certificate" in e.details() or "tls" in e.details(), e.details()
     finally:
         r.stop()
+
+
+def test_tls_to_ip_address_with_ip_only_certificate(daemon_factory, pb, layout, tmp_path):
+    # The certificate's only name is the IP SAN 127.0.0.1 (CN is not a name):
+    # mbedTLS 2.28 alone reports "CN does not match"; the IP SAN check in
+    # img_tls.c must accept it, and only for that address.
+    r = lib_images.Registry(str(tmp_path / "tlsip"), tls=True, cert_sans="IP:127.0.0.1")
+    other = lib_images.Registry(str(tmp_path / "tlsip2"), tls=True, cert_sans="IP:127.0.0.2")
+    try:
+        r.push(layout, "plain", "tls/plain")
+        cfg = "configs:\n"
+        for reg in (r, other):
+            cfg += f'  "{reg.host}":\n    tls:\n      ca_file: {reg.ca}\n'
+        d = start_with_registries(daemon_factory, cfg)
+        cri = d.cri()
+        assert pull(cri, pb, f"{r.host}/tls/plain:plain").startswith("sha256:")
+        # A certificate for another address is refused (name mismatch), even
+        # though its CA is trusted.
+        e = pull_error(cri, pb, f"{other.host}/tls/plain:plain")
+        assert "CN" in e.details() or "certificate" in e.details(), e.details()
+        # Without the CA the IP-addressed registry is refused.
+        d2 = daemon_factory()
+        e = pull_error(d2.cri(), pb, f"{r.host}/tls/plain:plain")
+        assert "certificate" in e.details() or "tls" in e.details(), e.details()
+        assert_clean(d2)
+    finally:
+        r.stop()
+        other.stop()
 
 
 def test_failing_mirror_falls_back_and_names_are_kept(daemon_factory, pb, layout, tmp_path):

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -30,8 +31,10 @@ class FaultProxy:
     """A plain-HTTP proxy to `upstream` ("127.0.0.1:port").
 
     faults: {regex on path: dict(drop_after=N | corrupt=True | body=b"..",
-    content_type=.., times=K)}; a fault applies to the first K matching
-    requests (default: all).  served[path] sums the body bytes sent,
+    content_type=.., rate=bytes per second, times=K)}; a fault applies to
+    the first K matching requests (default: all).  With rate the body is sent
+    in 16 KiB pieces at that speed (served counts as it goes) until the
+    client goes away.  served[path] sums the body bytes sent,
     requests[path] counts requests, ranges lists the Range headers seen."""
 
     def __init__(self, upstream):
@@ -86,6 +89,9 @@ class FaultProxy:
                 n = len(body)
                 if fault and "drop_after" in fault:
                     n = min(n, fault["drop_after"])
+                if fault and "rate" in fault:
+                    self.send_slowly(body[:n], fault["rate"])
+                    return
                 self.wfile.write(body[:n])
                 self.wfile.flush()
                 with proxy.lock:
@@ -96,6 +102,20 @@ class FaultProxy:
                         self.connection.shutdown(2)
                     except OSError:
                         pass
+
+            def send_slowly(self, body, rate):
+                piece = 16384
+                for off in range(0, len(body), piece):
+                    try:
+                        self.wfile.write(body[off:off + piece])
+                        self.wfile.flush()
+                    except OSError:
+                        self.close_connection = True
+                        return
+                    with proxy.lock:
+                        proxy.served[self.path] = proxy.served.get(self.path, 0) + \
+                            len(body[off:off + piece])
+                    time.sleep(piece / rate)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -299,15 +299,24 @@ static void test_busy_and_free_inflight(void **state)
     char final[PATH_MAX], partial[PATH_MAX];
 
     paths(x, final, partial);
+    char ipath[PATH_MAX];
+    assert_int_equal(img_content_ingest_path(x->c, blob_digest, ipath, sizeof(ipath)), 0);
+    assert_string_equal(ipath, partial);
+    assert_int_equal(img_content_ingest_path(x->c, "sha256:zz", ipath, sizeof(ipath)), -EINVAL);
+    assert_int_equal(img_content_open_ingests(x->c), 0);
     assert_int_equal(img_ingest_open(&x->loop, x->c, blob_digest, sizeof(blob), on_open, x, &a), 0);
+    assert_int_equal(img_content_open_ingests(x->c), 1);
     assert_int_equal(img_ingest_open(&x->loop, x->c, blob_digest, sizeof(blob), on_open, x, &b),
                      -EBUSY);
     assert_int_equal(img_ingest_open(&x->loop, x->c, "sha256:zz", 1, on_open, x, &b), -EINVAL);
-    /* Freed while its open is on the thread pool: no callback, no leak. */
+    /* Freed while its open is on the thread pool: no callback, no leak;
+     * it counts as open (the store must stay) until that work ended. */
     x->open_calls = 0;
     img_ingest_free(a);
+    assert_int_equal(img_content_open_ingests(x->c), 1);
     uv_run(&x->loop, UV_RUN_DEFAULT);
     assert_int_equal(x->open_calls, 0);
+    assert_int_equal(img_content_open_ingests(x->c), 0);
     /* Partial data written before an interruption survives for a resume. */
     a = open_ingest(x, blob_digest, sizeof(blob));
     write_range(a, 0, 50000);
