@@ -103,12 +103,72 @@ static void mark_lost(struct rt_svc *svc, const char *id, const char *why)
     ag_log(AG_WARN, "recover ctr=%.12s: %s, now EXITED", id, why);
 }
 
+/* A container whose StartContainer reply raced the daemon's death: its
+ * monitor runs (or ran) but the record still says CREATED.  Adopt it as
+ * RUNNING from what the monitor reports. */
+static bool adopt_started(struct rt_svc *svc, const char *id, const char *socket,
+                          const struct rt_mon_status *st)
+{
+    picocri_store_ContainerRecord rec = {0};
+    struct ag_err err;
+
+    if (svc__ctr_copy(svc, id, &rec) < 0)
+        return false;
+    rec.state = picocri_store_ContainerState_CONTAINER_STATE_RUNNING;
+    free(rec.monitor_socket);
+    rec.monitor_socket = strdup(socket);
+    if (st != NULL) {
+        rec.monitor_pid = st->monitor_pid;
+        rec.pid = st->pid;
+        rec.started_at_ns = st->started_at ? st->started_at : ag_now_ns();
+    } else {
+        rec.started_at_ns = ag_now_ns();
+    }
+    ag_err_init(&err);
+    if (svc__ctr_put(svc, &rec, &err) < 0) {
+        ag_log(AG_ERROR, "recover ctr=%.12s: %s", id, err.msg);
+        return false;
+    }
+    ag_log(AG_INFO, "recover ctr=%.12s: started before the restart, now RUNNING", id);
+    return true;
+}
+
+static void recover_created(struct rt_svc *svc, const picocri_store_ContainerRecord *r,
+                            const char *id, size_t *watched)
+{
+    char path[SVC_PATH + 128];
+    struct rt_mon_status st;
+    struct stat sb;
+    struct ag_err err;
+
+    ag_err_init(&err);
+    if (snprintf(path, sizeof(path), "%s/%s/monitor.sock", svc->state_root, id) <
+            (int)sizeof(path) &&
+        rt_monitor_status(path, &st, RECOVER_MON_TIMEOUT_MS, &err) == 0 &&
+        st.state == RT_MON_RUNNING) {
+        if (adopt_started(svc, id, path, &st)) {
+            svc__watch(svc, id, st.monitor_pid);
+            (*watched)++;
+        }
+        return;
+    }
+    /* Started and already exited while the daemon was away: the exit file
+     * says how. */
+    if (r->exit_file != NULL && stat(r->exit_file, &sb) == 0) {
+        if (adopt_started(svc, id, path, NULL))
+            svc__exit_check(svc, id);
+        return;
+    }
+    if (snprintf(path, sizeof(path), "%s/config.json", r->bundle_path ? r->bundle_path : "") <
+            (int)sizeof(path) &&
+        stat(path, &sb) < 0)
+        mark_lost(svc, id, "the container's bundle is gone (reboot?)");
+}
+
 static void recover_ctr(struct rt_svc *svc, const char *id, size_t *watched)
 {
     const picocri_store_ContainerRecord *r = svc__ctr(svc, id, NULL);
-    char path[SVC_PATH + 16];
     struct rt_mon_status st;
-    struct stat sb;
     struct ag_err err;
 
     if (r == NULL)
@@ -116,10 +176,7 @@ static void recover_ctr(struct rt_svc *svc, const char *id, size_t *watched)
     ag_err_init(&err);
     switch (r->state) {
     case picocri_store_ContainerState_CONTAINER_STATE_CREATED:
-        if (snprintf(path, sizeof(path), "%s/config.json", r->bundle_path ? r->bundle_path : "") <
-                (int)sizeof(path) &&
-            stat(path, &sb) < 0)
-            mark_lost(svc, id, "the container's bundle is gone (reboot?)");
+        recover_created(svc, r, id, watched);
         return;
     case picocri_store_ContainerState_CONTAINER_STATE_RUNNING:
         if (r->monitor_socket != NULL &&
