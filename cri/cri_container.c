@@ -85,41 +85,13 @@ SIMPLE_HANDLER(cri_ctr_stats, runtime_v1_ContainerStatsRequest,
 SIMPLE_HANDLER(cri_ctr_stats_list, runtime_v1_ListContainerStatsRequest,
                rt_svc_ctr_stats_list(svc, req->filter, cri__stats_done, call, &err))
 
-void cri_ctr_status(struct cri_call *call, void *reqp)
-{
-    const runtime_v1_ContainerStatusRequest *req = reqp;
-    struct rt_svc *svc = svc_of(call);
-    runtime_v1_ContainerStatusResponse resp;
-    struct ag_err err;
+CRI_QUERY_HANDLER(cri_ctr_status, runtime_v1_ContainerStatusRequest, runtime_v1_ContainerStatusResponse,
+                  rt_svc_ctr_status(svc, req->container_id, req->verbose, &resp, &err),
+                  rt_svc_ctr_status_fini)
 
-    if (svc == NULL)
-        return;
-    ag_err_init(&err);
-    if (rt_svc_ctr_status(svc, req->container_id, req->verbose, &resp, &err) < 0) {
-        cri_call_fail(call, &err);
-        return;
-    }
-    cri_call_reply(call, &resp);
-    rt_svc_ctr_status_fini(&resp);
-}
-
-void cri_ctr_list(struct cri_call *call, void *reqp)
-{
-    const runtime_v1_ListContainersRequest *req = reqp;
-    struct rt_svc *svc = svc_of(call);
-    runtime_v1_ListContainersResponse resp;
-    struct ag_err err;
-
-    if (svc == NULL)
-        return;
-    ag_err_init(&err);
-    if (rt_svc_ctr_list(svc, req->filter, &resp, &err) < 0) {
-        cri_call_fail(call, &err);
-        return;
-    }
-    cri_call_reply(call, &resp);
-    rt_svc_ctr_list_fini(&resp);
-}
+CRI_QUERY_HANDLER(cri_ctr_list, runtime_v1_ListContainersRequest, runtime_v1_ListContainersResponse,
+                  rt_svc_ctr_list(svc, req->filter, &resp, &err),
+                  rt_svc_ctr_list_fini)
 
 /* ---- ExecSync ------------------------------------------------------------------- */
 

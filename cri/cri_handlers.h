@@ -50,4 +50,26 @@ struct img_svc;
  * the content store, reads registries.yaml and CA files).  Needs d->store. */
 int cri_image_service(struct cri_daemon *d, struct img_svc **out, struct ag_err *err) AG_WUR;
 
+
+/* A handler that answers at once from the runtime service's memory: `query`
+ * fills resp (and err on failure), `fini` frees resp after the reply.  The
+ * including file provides svc_of(). */
+#define CRI_QUERY_HANDLER(name, req_type, resp_type, query, fini)                                  \
+    void name(struct cri_call *call, void *reqp)                                                   \
+    {                                                                                              \
+        const req_type *req = reqp;                                                                \
+        struct rt_svc *svc = svc_of(call);                                                         \
+        resp_type resp;                                                                            \
+        struct ag_err err;                                                                         \
+        if (svc == NULL)                                                                           \
+            return;                                                                                \
+        ag_err_init(&err);                                                                         \
+        if ((query) < 0) {                                                                         \
+            cri_call_fail(call, &err);                                                             \
+            return;                                                                                \
+        }                                                                                          \
+        cri_call_reply(call, &resp);                                                               \
+        fini(&resp);                                                                               \
+    }
+
 #endif

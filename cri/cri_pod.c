@@ -95,41 +95,13 @@ void cri_pod_remove(struct cri_call *call, void *reqp)
         cri_call_fail(call, &err);
 }
 
-void cri_pod_status(struct cri_call *call, void *reqp)
-{
-    const runtime_v1_PodSandboxStatusRequest *req = reqp;
-    struct rt_svc *svc = svc_of(call);
-    runtime_v1_PodSandboxStatusResponse resp;
-    struct ag_err err;
+CRI_QUERY_HANDLER(cri_pod_status, runtime_v1_PodSandboxStatusRequest, runtime_v1_PodSandboxStatusResponse,
+                  rt_svc_pod_status(svc, req->pod_sandbox_id, req->verbose, &resp, &err),
+                  rt_svc_pod_status_fini)
 
-    if (svc == NULL)
-        return;
-    ag_err_init(&err);
-    if (rt_svc_pod_status(svc, req->pod_sandbox_id, req->verbose, &resp, &err) < 0) {
-        cri_call_fail(call, &err);
-        return;
-    }
-    cri_call_reply(call, &resp);
-    rt_svc_pod_status_fini(&resp);
-}
-
-void cri_pod_list(struct cri_call *call, void *reqp)
-{
-    const runtime_v1_ListPodSandboxRequest *req = reqp;
-    struct rt_svc *svc = svc_of(call);
-    runtime_v1_ListPodSandboxResponse resp;
-    struct ag_err err;
-
-    if (svc == NULL)
-        return;
-    ag_err_init(&err);
-    if (rt_svc_pod_list(svc, req->filter, &resp, &err) < 0) {
-        cri_call_fail(call, &err);
-        return;
-    }
-    cri_call_reply(call, &resp);
-    rt_svc_pod_list_fini(&resp);
-}
+CRI_QUERY_HANDLER(cri_pod_list, runtime_v1_ListPodSandboxRequest, runtime_v1_ListPodSandboxResponse,
+                  rt_svc_pod_list(svc, req->filter, &resp, &err),
+                  rt_svc_pod_list_fini)
 
 /* ---- stats ---------------------------------------------------------------------- */
 
