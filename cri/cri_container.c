@@ -85,13 +85,13 @@ SIMPLE_HANDLER(cri_ctr_stats, runtime_v1_ContainerStatsRequest,
 SIMPLE_HANDLER(cri_ctr_stats_list, runtime_v1_ListContainerStatsRequest,
                rt_svc_ctr_stats_list(svc, req->filter, cri__stats_done, call, &err))
 
-CRI_QUERY_HANDLER(cri_ctr_status, runtime_v1_ContainerStatusRequest, runtime_v1_ContainerStatusResponse,
+CRI_QUERY_HANDLER(cri_ctr_status, runtime_v1_ContainerStatusRequest,
+                  runtime_v1_ContainerStatusResponse,
                   rt_svc_ctr_status(svc, req->container_id, req->verbose, &resp, &err),
                   rt_svc_ctr_status_fini)
 
 CRI_QUERY_HANDLER(cri_ctr_list, runtime_v1_ListContainersRequest, runtime_v1_ListContainersResponse,
-                  rt_svc_ctr_list(svc, req->filter, &resp, &err),
-                  rt_svc_ctr_list_fini)
+                  rt_svc_ctr_list(svc, req->filter, &resp, &err), rt_svc_ctr_list_fini)
 
 /* ---- ExecSync ------------------------------------------------------------------- */
 

@@ -95,13 +95,13 @@ void cri_pod_remove(struct cri_call *call, void *reqp)
         cri_call_fail(call, &err);
 }
 
-CRI_QUERY_HANDLER(cri_pod_status, runtime_v1_PodSandboxStatusRequest, runtime_v1_PodSandboxStatusResponse,
+CRI_QUERY_HANDLER(cri_pod_status, runtime_v1_PodSandboxStatusRequest,
+                  runtime_v1_PodSandboxStatusResponse,
                   rt_svc_pod_status(svc, req->pod_sandbox_id, req->verbose, &resp, &err),
                   rt_svc_pod_status_fini)
 
 CRI_QUERY_HANDLER(cri_pod_list, runtime_v1_ListPodSandboxRequest, runtime_v1_ListPodSandboxResponse,
-                  rt_svc_pod_list(svc, req->filter, &resp, &err),
-                  rt_svc_pod_list_fini)
+                  rt_svc_pod_list(svc, req->filter, &resp, &err), rt_svc_pod_list_fini)
 
 /* ---- stats ---------------------------------------------------------------------- */
 
