@@ -125,6 +125,9 @@ void ag_buf_consume(struct ag_buf *b, size_t n);
  * Blocking: start-up or thread pool only. */
 /* Writes data to path atomically: temp file, fsync, rename, fsync dir. */
 int ag_file_write_atomic(const char *path, const void *data, size_t len, int mode) AG_WUR;
+/* The same rename, without the fsyncs: survives a crash of the process, not
+ * of the machine (state-directory files, discarded after a reboot). */
+int ag_file_replace(const char *path, const void *data, size_t len, int mode) AG_WUR;
 /* Reads a whole file (at most max_len bytes, else -EFBIG); *out is owned,
  * NUL-terminated. */
 int ag_file_read(const char *path, size_t max_len, char **out, size_t *out_len) AG_WUR;

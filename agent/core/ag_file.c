@@ -1,7 +1,9 @@
 /* agent/core: blocking file helpers (start-up or thread pool only), time and
  * string helpers.  ag_file_write_atomic() is how every record reaches disk:
  * write a temporary beside the target, fsync it, rename it over the target,
- * fsync the directory, so a crash leaves either the old or the new file. */
+ * fsync the directory, so a crash leaves either the old or the new file.
+ * ag_file_replace() skips both fsyncs, for files of the state directory
+ * that a reboot discards anyway (each costs milliseconds on a disk). */
 #include "ag_core.h"
 
 #include <fcntl.h>
@@ -42,7 +44,7 @@ static int fsync_parent(const char *path)
     return fsync(fd) < 0 ? -errno : 0;
 }
 
-int ag_file_write_atomic(const char *path, const void *data, size_t len, int mode)
+static int write_replace(const char *path, const void *data, size_t len, int mode, bool durable)
 {
     char tmp[PATH_MAX];
     _cleanup_close_ int fd = -1;
@@ -54,7 +56,7 @@ int ag_file_write_atomic(const char *path, const void *data, size_t len, int mod
     if (fd < 0)
         return -errno;
     rc = write_all(fd, data, len);
-    if (rc == 0 && fsync(fd) < 0)
+    if (rc == 0 && durable && fsync(fd) < 0)
         rc = -errno;
     if (rc == 0 && rename(tmp, path) < 0)
         rc = -errno;
@@ -62,7 +64,17 @@ int ag_file_write_atomic(const char *path, const void *data, size_t len, int mod
         unlink(tmp);
         return rc;
     }
-    return fsync_parent(path);
+    return durable ? fsync_parent(path) : 0;
+}
+
+int ag_file_write_atomic(const char *path, const void *data, size_t len, int mode)
+{
+    return write_replace(path, data, len, mode, true);
+}
+
+int ag_file_replace(const char *path, const void *data, size_t len, int mode)
+{
+    return write_replace(path, data, len, mode, false);
 }
 
 int ag_file_read(const char *path, size_t max_len, char **out, size_t *out_len)

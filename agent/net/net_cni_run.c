@@ -43,6 +43,7 @@ struct net_cni_op {
     char errbuf[STDERR_KEEP];
     size_t err_len;
     int64_t exit_status;
+    int64_t started_ns; /* for the debug log: plugins dominate pod start */
     int term_signal;
     bool exited, out_eof, err_eof, timed_out, overflow;
     int open_handles;
@@ -184,6 +185,9 @@ static void plugin_done(struct net_cni_op *op)
     } else if (op->err_len > 0 && status != 0) {
         ag_err_wrap(&one, "%.*s", (int)op->err_len, op->errbuf);
     }
+    ag_log(AG_DEBUG, "CNI %s plugin=%s container=%.12s status=%d ms=%.1f",
+           op->kind == OP_ADD ? "ADD" : "DEL", plugin_type(op), op->container_id, status,
+           (double)(ag_now_ns() - op->started_ns) / 1e6);
     if (one.code != 0 && op->err.code == 0)
         op->err = one;
     free(op->output);
@@ -389,6 +393,7 @@ static int start_plugin(struct net_cni_op *op, struct ag_err *one)
     op->err_len = 0;
     op->term_signal = 0;
     op->spawn_rc = 0;
+    op->started_ns = ag_now_ns();
     return spawn_plugin(op, path, env);
 }
 

@@ -383,7 +383,7 @@ static int prepare(struct rt_create_ctx *c, const char *state_root, const char *
     if ((rc = ag_file_read(cfg, RT_CONFIG_MAX, &buf, &len)) < 0)
         return ag_err_set(err, rc, "read %s: %s", cfg, strerror(-rc));
     snprintf(cfg, sizeof(cfg), "%s/config.json", c->dir);
-    if ((rc = rt__file_write(cfg, buf, len, 0600)) < 0)
+    if ((rc = ag_file_replace(cfg, buf, len, 0600)) < 0)
         return ag_err_set(err, rc, "write %s: %s", cfg, strerror(-rc));
     snprintf(c->fifo_path, sizeof(c->fifo_path), "%s/exec.fifo", c->dir);
     if (mkfifo(c->fifo_path, 0600) < 0)

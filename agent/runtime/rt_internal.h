@@ -103,7 +103,6 @@ struct rt_state {
 
 int rt__id_check(const char *id, struct ag_err *err) AG_WUR;
 int rt__state_dir(const char *root, const char *id, char *out, size_t out_len) AG_WUR;
-int rt__file_write(const char *path, const void *data, size_t len, int mode) AG_WUR;
 int rt__state_write(const char *dir, const struct rt_state *st, struct ag_err *err) AG_WUR;
 int rt__state_read(const char *dir, struct rt_state *st, struct ag_err *err) AG_WUR;
 /* Current status from the record and the process table. */

@@ -44,8 +44,8 @@ static int write_resolv(const struct rt_pod_setup *s, char *path)
         _cleanup_free_ char *host = NULL;
         size_t len = 0;
         if (ag_file_read("/etc/resolv.conf", 65536, &host, &len) < 0)
-            return ag_file_write_atomic(path, "", 0, 0644);
-        return ag_file_write_atomic(path, host, len, 0644);
+            return ag_file_replace(path, "", 0, 0644);
+        return ag_file_replace(path, host, len, 0644);
     }
     if (d->searches_count > 0) {
         n += (size_t)snprintf(buf + n, sizeof(buf) - n, "search");
@@ -63,7 +63,7 @@ static int write_resolv(const struct rt_pod_setup *s, char *path)
     }
     if (n >= sizeof(buf))
         return -E2BIG;
-    return ag_file_write_atomic(path, buf, n, 0644);
+    return ag_file_replace(path, buf, n, 0644);
 }
 
 static int write_files(const struct rt_pod_setup *s, struct ag_err *err)
@@ -74,7 +74,7 @@ static int write_files(const struct rt_pod_setup *s, struct ag_err *err)
     if ((rc = join(path, sizeof(path), s->dir, "hostname")) < 0)
         return ag_err_set(err, rc, "pod directory path too long");
     n = snprintf(buf, sizeof(buf), "%s\n", s->hostname ? s->hostname : "");
-    if ((rc = ag_file_write_atomic(path, buf, (size_t)n, 0644)) < 0)
+    if ((rc = ag_file_replace(path, buf, (size_t)n, 0644)) < 0)
         return ag_err_set(err, rc, "write %s: %s", path, strerror(-rc));
     if ((rc = join(path, sizeof(path), s->dir, "resolv.conf")) < 0 ||
         (rc = write_resolv(s, path)) < 0)
@@ -84,7 +84,7 @@ static int write_files(const struct rt_pod_setup *s, struct ag_err *err)
                  "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
                  "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n");
     if ((rc = join(path, sizeof(path), s->dir, "hosts")) < 0 ||
-        (rc = ag_file_write_atomic(path, buf, (size_t)n, 0644)) < 0)
+        (rc = ag_file_replace(path, buf, (size_t)n, 0644)) < 0)
         return ag_err_set(err, rc, "write hosts: %s", strerror(-rc));
     return 0;
 }
@@ -160,6 +160,14 @@ static int child_loopback_up(void)
     return rc;
 }
 
+/* close_range(2) of [lo, hi]; an empty range (keep fds side by side, as
+ * two pipe2() calls usually give) is no error, where the kernel's EINVAL
+ * would send us to the slow loop below. */
+static int close_fds(unsigned lo, unsigned hi)
+{
+    return lo > hi ? 0 : (int)syscall(SYS_close_range, lo, hi, 0);
+}
+
 /* Closes every inherited descriptor but keep1 and keep2.  Helpers forked
  * concurrently by other pool threads would otherwise hold each other's pipe
  * ends open, and one waiting for end-of-file would wait forever. */
@@ -167,9 +175,8 @@ static void close_others(int keep1, int keep2)
 {
     int a = keep1 < keep2 ? keep1 : keep2, b = keep1 < keep2 ? keep2 : keep1;
 
-    if (syscall(SYS_close_range, 3, a - 1, 0) == 0 &&
-        syscall(SYS_close_range, a + 1, b - 1, 0) == 0 &&
-        syscall(SYS_close_range, b + 1, ~0U, 0) == 0)
+    if (close_fds(3, (unsigned)a - 1) == 0 && close_fds((unsigned)a + 1, (unsigned)b - 1) == 0 &&
+        close_fds((unsigned)b + 1, ~0U) == 0)
         return;
     for (int fd = 3; fd < 4096; fd++)
         if (fd != a && fd != b)

@@ -61,25 +61,7 @@ int rt__proc_start_time(pid_t pid, unsigned long long *out)
 }
 
 /* State lives under /run (tmpfs) and is rebuilt from the process table
- * after a reboot: atomic by rename, but no fsync (it costs milliseconds per
- * container on a disk-backed root). */
-int rt__file_write(const char *path, const void *data, size_t len, int mode)
-{
-    char tmp[4300];
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return -errno;
-    int rc = rt__write_all(fd, data, len);
-    close(fd);
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        (void)unlink(tmp);
-    return rc;
-}
-
+ * after a reboot: ag_file_replace (atomic by rename, no fsync). */
 int rt__state_write(const char *dir, const struct rt_state *st, struct ag_err *err)
 {
     char path[4200];
@@ -99,7 +81,7 @@ int rt__state_write(const char *dir, const struct rt_state *st, struct ag_err *e
     if (!txt)
         return ag_err_set(err, -ENOMEM, "state: out of memory");
     snprintf(path, sizeof(path), "%s/state.json", dir);
-    int rc = rt__file_write(path, txt, strlen(txt), 0600);
+    int rc = ag_file_replace(path, txt, strlen(txt), 0600);
     free(txt);
     return rc < 0 ? ag_err_set(err, rc, "write %s: %s", path, strerror(-rc)) : 0;
 }

@@ -168,7 +168,7 @@ static int write_spec(struct ctr_create *c, const struct rt_image_cfg *img)
     if (json == NULL)
         return ag_err_set(&c->err, -ENOMEM, "out of memory");
     snprintf(file, sizeof(file), "%s/config.json", c->bundle);
-    if ((rc = ag_file_write_atomic(file, json, strlen(json), 0600)) < 0)
+    if ((rc = ag_file_replace(file, json, strlen(json), 0600)) < 0)
         return ag_err_set(&c->err, rc, "write %s: %s", file, strerror(-rc));
     return 0;
 }

@@ -19,4 +19,4 @@ if ! command -v containerd >/dev/null 2>&1; then
 fi
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-exec timeout -k 30 "${BENCH_TIMEOUT:-900}" "$py" "$here/harness.py" --picocri "$PICOCRI_BIN" "$@"
+exec timeout -k 30 "${BENCH_TIMEOUT:-3600}" "$py" "$here/harness.py" --picocri "$PICOCRI_BIN" "$@"
