@@ -4,7 +4,8 @@
  * and I joins the namespaces given by path (user first, mount last),
  * unshares the new ones (a new user namespace first, its id maps written by
  * P), then clones the init C with CLONE_PARENT, so C is P's child, PID 1 of
- * a new PID namespace, and I exits.  C builds the rootfs, asks P to run the
+ * a new PID namespace, reports C's pid to P and exits.  C waits for P's GO
+ * (sent once P has that pid), builds the rootfs, asks P to run the
  * runtime-side hooks, runs createContainer hooks, pivots, applies the
  * process spec, reports READY and blocks on exec.fifo until `start`.
  * Invariant: on any failure P kills and reaps what it forked, removes the
@@ -239,6 +240,11 @@ __attribute__((noreturn)) void rt__intermediate_main(struct rt_create_ctx *c,
         rt__child_fail(c->sync, &err);
     }
     if (pid == 0) {
+        /* C and I share the sync socket: C waits until P has I's report of
+         * its pid, so none of C's messages can overtake it (P would take
+         * READY with no pid, and clean up with kill(0, ...)). */
+        if (rt__sync_recv(c->sync, &m, SYNC_TIMEOUT_MS) < 0 || m.type != RT_SYNC_GO)
+            _exit(1);
         child(c);
         _exit(1);
     }
@@ -277,10 +283,12 @@ int rt__parent_sync(struct rt_create_ctx *c, pid_t mid, pid_t *init_pid, bool un
                 return err->code;
             break;
         case RT_SYNC_PID:
+            if (m.code <= 0)
+                return ag_err_set(err, -EPROTO, "container setup: bad init pid %d", m.code);
             *init_pid = m.code;
             while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
                 ;
-            continue;
+            break; /* the GO below lets the init begin */
         case RT_SYNC_HOOKS: {
             struct rt_state st = {.pid = *init_pid};
             snprintf(st.id, sizeof(st.id), "%s", c->id);
@@ -294,7 +302,8 @@ int rt__parent_sync(struct rt_create_ctx *c, pid_t mid, pid_t *init_pid, bool un
             break;
         }
         case RT_SYNC_READY:
-            return 0;
+            return *init_pid > 0 ? 0
+                                 : ag_err_set(err, -EPROTO, "container setup: ready before pid");
         case RT_SYNC_ERROR:
             return ag_err_set(err, m.code < 0 ? m.code : -EIO, "%s", m.msg);
         default:
