@@ -28,6 +28,7 @@ bounded; the namespace, mounts, cgroups and temporary files are removed in
 `finally`.  Tunables: PICOBENCH_STREAM_EXECS (200), PICOBENCH_PF_MB (200).
 """
 
+import atexit
 import ctypes
 import os
 import shutil
@@ -64,6 +65,7 @@ def spdyclient():
     golang-github-docker-spdystream-dev)."""
     if "path" not in _client:
         tmp = tempfile.mkdtemp(prefix="pcbench-spdy-")
+        atexit.register(shutil.rmtree, tmp, True)
         src = os.path.join(HERE, "..", "integration", "spdyclient", "main.go")
         out = os.path.join(tmp, "spdyclient")
         env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off",
