@@ -130,6 +130,19 @@ static const char *spec_image(const runtime_v1_ImageSpec *spec)
     return spec != NULL && spec->image != NULL ? spec->image : "";
 }
 
+/* The service for a call that names an image (Pull, Remove); NULL when the
+ * call was failed (no service, or no image named). */
+static struct img_svc *svc_for_image(struct cri_call *call, const runtime_v1_ImageSpec *spec)
+{
+    struct img_svc *s = svc_of(call);
+
+    if (s != NULL && spec_image(spec)[0] == '\0') {
+        cri_call_fail_code(call, CRI_INVALID_ARGUMENT, "picocri: image.image is required");
+        return NULL;
+    }
+    return s;
+}
+
 /* ---- PullImage ------------------------------------------------------------------ */
 
 static void on_pulled(void *arg, const struct ag_err *err, const char *image_id)
@@ -158,13 +171,9 @@ void cri_image_pull(struct cri_call *call, void *reqp)
     struct img_svc *s;
     struct ag_err err;
 
-    if ((s = svc_of(call)) == NULL)
+    if ((s = svc_for_image(call, req->image)) == NULL)
         return;
     ag_err_init(&err);
-    if (spec_image(req->image)[0] == '\0') {
-        cri_call_fail_code(call, CRI_INVALID_ARGUMENT, "picocri: image.image is required");
-        return;
-    }
     if (a != NULL) {
         /* Borrowed for the call: img_svc_pull copies what it keeps. */
         auth.username = a->username;
@@ -236,13 +245,9 @@ void cri_image_remove(struct cri_call *call, void *reqp)
     struct img_svc *s;
     struct ag_err err;
 
-    if ((s = svc_of(call)) == NULL)
+    if ((s = svc_for_image(call, req->image)) == NULL)
         return;
     ag_err_init(&err);
-    if (spec_image(req->image)[0] == '\0') {
-        cri_call_fail_code(call, CRI_INVALID_ARGUMENT, "picocri: image.image is required");
-        return;
-    }
     if (img_svc_remove(s, req->image->image, on_removed, call, &err) < 0)
         cri_call_fail(call, &err);
 }

@@ -122,30 +122,6 @@ static int fill_platform(const struct img_config *c, picocri_store_ImageRecord *
     return 0;
 }
 
-static int fill_spec(const struct img_pull_info *pi, picocri_store_ImageRecord *rec)
-{
-    const runtime_v1_ImageSpec *src = pi->spec;
-    runtime_v1_ImageSpec *c = calloc(1, sizeof(*c));
-
-    if ((rec->spec = c) == NULL)
-        return -ENOMEM;
-    if ((c->image = strdup(pi->man->config.digest)) == NULL)
-        return -ENOMEM;
-    if (src == NULL || src->annotations_count == 0)
-        return 0;
-    if ((c->annotations = calloc(src->annotations_count, sizeof(*c->annotations))) == NULL)
-        return -ENOMEM;
-    for (pb_size_t i = 0; i < src->annotations_count; i++) {
-        c->annotations_count = i + 1;
-        c->annotations[i].key = strdup(src->annotations[i].key ? src->annotations[i].key : "");
-        c->annotations[i].value =
-            strdup(src->annotations[i].value ? src->annotations[i].value : "");
-        if (c->annotations[i].key == NULL || c->annotations[i].value == NULL)
-            return -ENOMEM;
-    }
-    return 0;
-}
-
 static int merge_existing(struct img_svc *s, picocri_store_ImageRecord *rec)
 {
     const picocri_store_ImageRecord *old = NULL;
@@ -195,7 +171,7 @@ int img_pull__build_record(struct img_svc *s, const struct img_pull_info *pi,
     rec->size += (uint64_t)(pi->man->config.size > 0 ? pi->man->config.size : 0);
     rc = -ENOMEM;
     if (set_user(rec, pi->cfg->user) < 0 || fill_platform(pi->cfg, rec) < 0 ||
-        fill_spec(pi, rec) < 0)
+        img_svc__spec_copy(pi->spec, pi->man->config.digest, &rec->spec) < 0)
         goto oom;
     rec->created_at_ns = parse_created(pi->cfg->created);
     rec->pulled_at_ns = ag_now_ns();

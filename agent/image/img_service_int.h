@@ -60,6 +60,12 @@ int img_svc__rm_tree(const char *path);
 void img_svc__lookup_name(const char *image, char *out, size_t out_len);
 const picocri_store_ImageRecord *img_svc__find(struct img_svc *s, const char *image);
 
+/* A heap copy of src's annotations with `image` as the image (pulled
+ * records and the CRI Image message both name the image by its id); on
+ * failure *out holds what was made, for pb_release by the caller. */
+int img_svc__spec_copy(const runtime_v1_ImageSpec *src, const char *image,
+                       runtime_v1_ImageSpec **out) AG_WUR;
+
 /* ---- img_auth helpers (img_pull.c) ---- */
 int img_svc__auth_copy(const struct img_auth_config *src, struct img_auth_config *dst) AG_WUR;
 

@@ -79,14 +79,14 @@ static int dup_strv(char **src, pb_size_t n, char ***dst, pb_size_t *dn)
     return 0;
 }
 
-static int spec_from(const picocri_store_ImageRecord *rec, runtime_v1_ImageSpec **out)
+int img_svc__spec_copy(const runtime_v1_ImageSpec *src, const char *image,
+                       runtime_v1_ImageSpec **out)
 {
     runtime_v1_ImageSpec *c = calloc(1, sizeof(*c));
-    const runtime_v1_ImageSpec *src = rec->spec;
 
     if ((*out = c) == NULL)
         return -ENOMEM;
-    if ((c->image = strdup(rec->id)) == NULL)
+    if ((c->image = strdup(image)) == NULL)
         return -ENOMEM;
     if (src == NULL || src->annotations_count == 0)
         return 0;
@@ -122,7 +122,7 @@ static int image_from(const picocri_store_ImageRecord *rec, runtime_v1_Image *im
     } else if (rec->username != NULL && (img->username = strdup(rec->username)) == NULL) {
         return -ENOMEM;
     }
-    return spec_from(rec, &img->spec);
+    return img_svc__spec_copy(rec->spec, rec->id, &img->spec);
 }
 
 static char *verbose_info(const picocri_store_ImageRecord *rec)
