@@ -29,7 +29,6 @@ by PID.  Tunables: PICOBENCH_PODS (30), PICOBENCH_IDLE_S (60).
 import atexit
 import os
 import shutil
-import signal
 import sys
 import time
 
@@ -97,18 +96,7 @@ class BenchEnv:
 
     def cleanup(self, workdir):
         skip = {os.getpid()} | ({self.registry.proc.pid} if self.registry else set())
-        for _ in range(100):
-            pids = [p for p, _ in lib_pods.procs_with(workdir, skip)]
-            for cg in lib_pods.cgroup_dirs(self.cgroot):
-                pids += lib_pods.cgroup_procs(cg)
-            if not pids:
-                break
-            for p in pids:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.1)
+        lib_pods.kill_left(workdir, self.cgroot, skip)
         for mp in sorted(lib_pods.mounts_under(workdir, self.tmp), key=len, reverse=True):
             lib_pods.sh("umount", "-l", mp, check=False)
         for cg in sorted(lib_pods.cgroup_dirs(self.cgroot), key=len, reverse=True):

@@ -29,14 +29,11 @@ bounded; the namespace, mounts, cgroups and temporary files are removed in
 """
 
 import atexit
-import ctypes
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,13 +42,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import bench_pods  # noqa: E402
 import cri_harness  # noqa: E402
 import lib_pods  # noqa: E402
+import test_stream_spdy  # noqa: E402
 
 EXECS = int(os.environ.get("PICOBENCH_STREAM_EXECS", "200"))
 PF_BYTES = int(os.environ.get("PICOBENCH_PF_MB", "200")) * 1000 * 1000
 IMPORTED = "docker.io/library/busybox:bench"
 PORT_FROM, PORT_TO = 8080, 8081
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _client = {}
 
 
@@ -61,43 +57,13 @@ def _pct(vals, q):
 
 
 def spdyclient():
-    """Builds the Go client once per process (Debian's golang-go and
-    golang-github-docker-spdystream-dev)."""
+    """Builds the Go client once per process (the integration suite's
+    builder: Debian's golang-go and golang-github-docker-spdystream-dev)."""
     if "path" not in _client:
         tmp = tempfile.mkdtemp(prefix="pcbench-spdy-")
         atexit.register(shutil.rmtree, tmp, True)
-        src = os.path.join(HERE, "..", "integration", "spdyclient", "main.go")
-        out = os.path.join(tmp, "spdyclient")
-        env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off",
-                   GOCACHE=os.path.join(tmp, "gocache"), HOME=tmp)
-        subprocess.run(["go", "build", "-o", out, src], env=env, check=True, timeout=300,
-                       cwd=tmp, capture_output=True)
-        _client["path"], _client["tmp"] = out, tmp
+        _client["path"] = test_stream_spdy.build_spdyclient(tmp)
     return _client["path"]
-
-
-def netns_connect(netns, host, port, timeout=60):
-    """A TCP socket connected from inside /run/netns/<netns>."""
-    out = {}
-
-    def run():
-        try:
-            fd = os.open("/run/netns/" + netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            out["s"] = socket.create_connection((host, port), timeout=timeout)
-        except Exception as e:  # noqa: BLE001 (re-raised below)
-            out["e"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(timeout + 5)
-    if "e" in out:
-        raise out["e"]
-    return out["s"]
 
 
 def _start_runtime(rt, env):
@@ -123,7 +89,7 @@ def _wait_listening(env, port):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            s = netns_connect(env.netns.name, env.pod_ip, port, timeout=2)
+            s = lib_pods.netns_connect(env.netns.name, env.pod_ip, port, timeout=2)
             s.close()
             return
         except OSError:
@@ -168,7 +134,7 @@ def _pf_bench(cri, pb, env, pod, client):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             lport = int(pf.stdout.readline().split()[1])
-            s = netns_connect(env.netns.name, "127.0.0.1", lport, timeout=120)
+            s = lib_pods.netns_connect(env.netns.name, "127.0.0.1", lport, timeout=120)
             t0 = time.perf_counter()
             if direction == "from":
                 got = 0

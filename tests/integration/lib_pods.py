@@ -23,12 +23,15 @@ test failed; only processes descending from daemons the test started are
 signalled, by PID; every wait is bounded.
 """
 
+import ctypes
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -698,18 +701,7 @@ class PodEnv:
         the daemon itself must be stopped already."""
         d = self.daemon
         skip = {os.getpid()} | ({self.registry.proc.pid} if self.registry else set())
-        for _ in range(100):
-            pids = [p for p, _ in procs_with(d.workdir, skip)] if d is not None else []
-            for cg in cgroup_dirs(self.cgroot):
-                pids += cgroup_procs(cg)
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.1)
+        kill_left(d.workdir if d is not None else None, self.cgroot, skip)
 
     def unmount_under(self, *paths):
         for mp in sorted(mounts_under(*paths), key=len, reverse=True):
@@ -789,3 +781,50 @@ def podenv_factory(request, daemon_factory, pb, pod_images):
 @pytest.fixture
 def podenv(podenv_factory):
     return podenv_factory()
+
+
+def kill_left(workdir, cgroot, skip):
+    """SIGKILLs, by PID and until none is left (bounded), the processes whose
+    command line names workdir (monitors, shims, pause) and those in the
+    cgroups under cgroot (containers), except the PIDs in skip."""
+    for _ in range(100):
+        pids = [p for p, _ in procs_with(workdir, skip)] if workdir is not None else []
+        for cg in cgroup_dirs(cgroot):
+            pids += cgroup_procs(cg)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.1)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def netns_connect(netns, host, port, timeout=30):
+    """A TCP socket connected from inside /run/netns/<netns> (setns in a
+    thread of its own, so the caller's namespace never changes)."""
+    out = {}
+
+    def run():
+        try:
+            fd = os.open("/run/netns/" + netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            finally:
+                os.close(fd)
+            out["s"] = socket.create_connection((host, port), timeout=timeout)
+        except Exception as e:  # noqa: BLE001 (re-raised in the caller's thread)
+            out["e"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(timeout + 5)
+    if "e" in out:
+        raise out["e"]
+    return out["s"]

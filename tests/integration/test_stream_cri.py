@@ -24,7 +24,6 @@ namespace, pods, mounts and cgroups are removed by PodEnv's finalizer,
 also on failure; every wait is bounded.
 """
 
-import ctypes
 import os
 import random
 import socket
@@ -36,7 +35,7 @@ import zlib
 import grpc
 import pytest
 
-from lib_pods import (RUNTIME, pod_images, podenv_factory, podenv,  # noqa: F401
+from lib_pods import (RUNTIME, netns_connect, pod_images, podenv_factory, podenv,  # noqa: F401
                       container_config, pod_config, wait_for)
 from test_stream_spdy import build_spdyclient, recv_all
 
@@ -49,33 +48,6 @@ pytestmark = [
 
 ECHO_PORT = 8080
 IMAGE = "docker.io/library/busybox:stream"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-# ---- clients inside the test's network namespace ------------------------------------
-def netns_connect(netns, host, port, timeout=30):
-    """A TCP socket connected from inside /run/netns/<netns>."""
-    out = {}
-
-    def run():
-        try:
-            fd = os.open("/run/netns/" + netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            out["s"] = socket.create_connection((host, port), timeout=timeout)
-        except Exception as e:  # re-raised in the caller's thread
-            out["e"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(timeout + 5)
-    if "e" in out:
-        raise out["e"]
-    return out["s"]
 
 
 def url_hostport(url):
